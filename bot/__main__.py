@@ -1,0 +1,89 @@
+"""Start-up: load .env, check settings and policy, then serve Socket Mode or HTTP (gunicorn)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+from dotenv import load_dotenv
+
+from bot.config import RedactSecrets, Settings, SettingsError, load_settings
+from bot.policy import PolicyError, load_policy
+
+log = logging.getLogger("bot")
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    )
+    handler.addFilter(RedactSecrets(settings.secrets()))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    # The Tencent SDK's debug output prints tokens and signatures: keep it quiet always.
+    logging.getLogger("tencentcloud_sdk_common").setLevel(logging.WARNING)
+    logging.getLogger("slack_bolt").setLevel(max(logging.INFO, root.level))
+
+
+def fail(lines: list[str]) -> None:
+    for line in lines:
+        print(f"killtask: {line}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main() -> None:
+    load_dotenv(os.environ.get("DOTENV_PATH", ".env"), override=False)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        fail([*exc.problems, "See .env.example for every setting."])
+        return
+    try:
+        policy = load_policy(settings.policy_file)
+    except PolicyError as exc:
+        fail([f"policy {settings.policy_file}: {exc}"])
+        return
+    configure_logging(settings)
+    if settings.socket_mode:
+        serve_socket_mode(settings, policy)
+    else:
+        serve_http(settings, policy)
+
+
+def serve_socket_mode(settings: Settings, policy) -> None:  # type: ignore[no-untyped-def]
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.app import build_bot, web_client
+
+    bot = build_bot(settings, policy)
+    assert settings.slack_app_token is not None
+    handler = SocketModeHandler(
+        bot.app, settings.slack_app_token.reveal(), web_client=web_client(settings)
+    )
+
+    def stop(_signum, _frame) -> None:  # type: ignore[no-untyped-def]
+        log.info("shutdown signal=SIGTERM finishing_in_flight=true")
+        handler.close()
+        bot.shutdown()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    bot.start_background()
+    log.info("started mode=socket policy=%s", settings.policy_file)
+    handler.start()
+
+
+def serve_http(settings: Settings, policy) -> None:  # type: ignore[no-untyped-def]
+    from bot.server import serve
+
+    log.info("started mode=http port=%s policy=%s", settings.port, settings.policy_file)
+    serve(settings, policy)
+
+
+if __name__ == "__main__":
+    main()

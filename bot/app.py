@@ -1,0 +1,106 @@
+"""The composition root: wires settings, policy, store, DBbrain and Slack into one running bot."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+
+from bot.config import Settings
+from bot.dbbrain import DbbrainGateway
+from bot.policy import Policy
+from bot.service import KillTaskService
+from bot.slack import register
+from bot.slack.adapters import SlackMembership, SlackNotifier
+from bot.slack.handlers import Handlers
+from bot.store import Store, make_engine
+
+log = logging.getLogger(__name__)
+
+
+class Ticker:
+    """Runs the service's tick (expiry, finish, card catch-up) every few seconds."""
+
+    def __init__(self, service: KillTaskService, every: float):
+        self.service = service
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ticker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.service.tick()
+            except Exception:
+                log.exception("tick_failed")
+
+
+@dataclass
+class Bot:
+    app: App
+    service: KillTaskService
+    store: Store
+    executor: ThreadPoolExecutor
+    ticker: Ticker
+
+    def start_background(self) -> None:
+        self.ticker.start()
+
+    def shutdown(self) -> None:
+        """Stop the clock, then let every click already acked finish its work."""
+        self.ticker.stop()
+        self.executor.shutdown(wait=True)
+
+
+def web_client(settings: Settings) -> WebClient:
+    client = WebClient(
+        token=settings.slack_bot_token.reveal(), base_url=settings.slack_api_url, timeout=10
+    )
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
+    return client
+
+
+def build_bot(settings: Settings, policy: Policy) -> Bot:
+    store = Store(make_engine(settings.database_url.reveal()))
+    store.create_schema()
+    client = web_client(settings)
+    cloud = DbbrainGateway(
+        settings.tencent_secret_id.reveal(),
+        settings.tencent_secret_key.reveal(),
+        settings.tencent_session_token.reveal() if settings.tencent_session_token else None,
+        settings.tencent_region,
+        settings.dbbrain_endpoint,
+        timeout=settings.dbbrain_timeout,
+    )
+    notifier = SlackNotifier(client, policy.approval.required)
+    service = KillTaskService(
+        store,
+        cloud,
+        policy,
+        notifier,
+        SlackMembership(client),
+        starting_timeout=settings.dbbrain_timeout * 5 + 10,
+    )
+    executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="slack-listener")
+    app = App(
+        client=client,
+        signing_secret=settings.slack_signing_secret.reveal() or None,
+        listener_executor=executor,
+        # the token was checked when the process started; not again per replica restart
+        token_verification_enabled=False,
+    )
+    register(app, Handlers(service, notifier))
+    return Bot(app, service, store, executor, Ticker(service, settings.tick_seconds))

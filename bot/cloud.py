@@ -1,0 +1,92 @@
+"""The port to DBbrain: what the service asks of it and the typed errors it gets back.
+
+The gateway (bot.dbbrain) implements this with Tencent's SDK; nothing here imports the SDK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.killtask import KillTaskSpec
+
+
+@dataclass(frozen=True)
+class CloudResult:
+    request_id: str
+    attempts: int = 1
+
+
+class CloudError(Exception):
+    """A DBbrain call that did not succeed, already translated into words a person can act on."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        request_id: str | None = None,
+        outcome_unknown: bool = False,
+        attempts: int = 1,
+        action: str = "CreateKillTask",
+    ):
+        self.action = action
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.outcome_unknown = outcome_unknown
+        self.attempts = attempts
+        super().__init__(f"{code}: {message}")
+
+    def explain(self) -> str:
+        """What happened and what to do next, for the card and the thread."""
+        code = self.code
+        nothing = (
+            "Nothing was created." if self.action == "CreateKillTask" else "Nothing was changed."
+        )
+        if self.outcome_unknown:
+            return (
+                f"DBbrain did not answer {self.action} in time, so the bot cannot tell whether it "
+                "took effect. It will not be sent again on its own. Check the instance's "
+                "DBbrain console (Diagnosis → Sessions → kill tasks) and stop it there or with "
+                "Stop if it runs."
+            )
+        if code.startswith("AuthFailure"):
+            return (
+                "Tencent Cloud refused the bot's own cloud credentials "
+                f"({code}). {nothing} An admin needs to check the bot's "
+                "TENCENTCLOUD_SECRET_ID / SECRET_KEY (or session token) and the server clock."
+            )
+        if code.startswith(("UnauthorizedOperation", "OperationDenied")):
+            return (
+                "The bot's cloud account is not allowed to do this "
+                f"({code}). Its CAM policy needs dbbrain:CreateKillTask and "
+                f"dbbrain:CancelKillTask on this instance. {nothing}"
+            )
+        if code.startswith("RequestLimitExceeded"):
+            return (
+                "DBbrain kept answering that too many requests were made, even after retries. "
+                f"{nothing} Try again in a few seconds."
+            )
+        if code == "UnsupportedOperation.HasDuplicatedTask":
+            return (
+                "DBbrain already runs a kill task on this instance (started elsewhere, perhaps "
+                "from the console). Stop it first with `/killtask stop <instance>`, then file "
+                "again."
+            )
+        if code.startswith(("InvalidParameter", "MissingParameter", "UnknownParameter")):
+            return f"DBbrain refused the request: {self.message}. {nothing}"
+        if code.startswith("ResourceNotFound"):
+            return f"DBbrain does not know this instance: {self.message}. Check the instance ID."
+        if code in ("ClientNetworkError", "ServerNetworkError", "InternalError", "BadResponse"):
+            return (
+                f"DBbrain could not be reached or failed ({code}: {self.message}). "
+                f"{nothing} Try again, and check DBbrain's status if it repeats."
+            )
+        return f"DBbrain answered {code}: {self.message}"
+
+
+class Cloud(Protocol):
+    def create_kill_task(self, spec: KillTaskSpec) -> CloudResult: ...
+
+    def cancel_kill_task(self, instance_id: str, product: str) -> CloudResult: ...

@@ -1,0 +1,191 @@
+"""The gateway to DBbrain: the only module that imports Tencent's SDK.
+
+It holds the client-side rate limit, the retry loop, and the mapping of SDK errors to
+`bot.cloud.CloudError`. The SDK's own StandardRetryer is never used: it re-sends a call that
+already succeeded, which here would create a kill task twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import requests
+from tencentcloud.common import credential
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.dbbrain.v20210527 import dbbrain_client, models
+from urllib3.exceptions import NewConnectionError
+
+from bot.cloud import CloudError, CloudResult
+from bot.killtask import KillTaskSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "https://dbbrain.tencentcloudapi.com"
+RATE_PER_SECOND = 20
+_THROTTLED = "RequestLimitExceeded"
+
+
+class RateLimiter:
+    """At most `rate` calls in any one-second window (a sliding window, not a bucket, so a
+    burst at a window's edge cannot double the rate DBbrain sees)."""
+
+    def __init__(self, rate: int = RATE_PER_SECOND, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self._clock = clock
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._sent and now - self._sent[0] >= 1.0:
+                    self._sent.popleft()
+                if len(self._sent) < self.rate:
+                    self._sent.append(now)
+                    return
+                wait = 1.0 - (now - self._sent[0])
+            time.sleep(max(wait, 0.001))
+
+
+def split_endpoint(endpoint: str) -> tuple[str, str]:
+    """'http://127.0.0.1:9100' -> ('http', '127.0.0.1:9100'); the SDK wants them apart, and a
+    scheme left inside its endpoint would be signed as the Host header."""
+    parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        raise ValueError("must look like https://dbbrain.tencentcloudapi.com or http://host:port")
+    return parts.scheme, parts.netloc
+
+
+def _sent_nothing(exc: TencentCloudSDKException) -> bool:
+    """True only when the connection was never made, so DBbrain cannot have seen the call."""
+    if exc.get_code() != "ClientNetworkError":
+        return False
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(cause, requests.exceptions.ConnectionError) and cause.args:
+        reason = getattr(cause.args[0], "reason", None)
+        return isinstance(reason, NewConnectionError)
+    return False
+
+
+def _is_dbbrain_error(exc: TencentCloudSDKException) -> bool:
+    """A reply DBbrain itself wrote (it carries a RequestId), so its meaning is certain."""
+    return bool(exc.get_request_id())
+
+
+class DbbrainGateway:
+    """CreateKillTask and CancelKillTask with safe retries, a rate limit and plain errors."""
+
+    def __init__(
+        self,
+        secret_id: str,
+        secret_key: str,
+        token: str | None = None,
+        region: str | None = None,
+        endpoint: str = DEFAULT_ENDPOINT,
+        timeout: int = 10,
+        max_attempts: int = 4,
+        limiter: RateLimiter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        scheme, host = split_endpoint(endpoint)
+        self._cred = credential.Credential(secret_id, secret_key, token or None)
+        self._profile = ClientProfile(
+            httpProfile=HttpProfile(protocol=scheme, endpoint=host, reqTimeout=timeout)
+        )
+        self._region = region or ""
+        self._max_attempts = max_attempts
+        self._limiter = limiter or RateLimiter()
+        self._sleep = sleep
+        self._local = threading.local()  # one SDK client (and HTTP session) per thread
+
+    def _client(self) -> dbbrain_client.DbbrainClient:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = dbbrain_client.DbbrainClient(self._cred, self._region, self._profile)
+            self._local.client = client
+        return client
+
+    def create_kill_task(self, spec: KillTaskSpec) -> CloudResult:
+        return self._call("CreateKillTask", spec.cloud_params(), idempotent=False)
+
+    def cancel_kill_task(self, instance_id: str, product: str) -> CloudResult:
+        params = {"InstanceId": instance_id, "Product": product}
+        return self._call("CancelKillTask", params, idempotent=True)
+
+    def _call(self, action: str, params: dict[str, object], idempotent: bool) -> CloudResult:
+        request = getattr(models, f"{action}Request")()
+        request._deserialize(params)
+        last: CloudError | None = None
+        for attempt in range(1, self._max_attempts + 1):
+            if attempt > 1:
+                # Exponential backoff with full jitter, so replicas do not retry in step.
+                self._sleep(random.uniform(0, min(2.0, 0.2 * 2 ** (attempt - 1))))
+            self._limiter.acquire()
+            try:
+                response = getattr(self._client(), action)(request)
+            except TencentCloudSDKException as exc:
+                last, retry = self._translate(action, exc, attempt, idempotent)
+                log.warning(
+                    "dbbrain_error action=%s code=%s request_id=%s attempt=%d retry=%s",
+                    action, last.code, last.request_id, attempt, retry,
+                )  # fmt: skip
+                if not retry:
+                    raise last from exc
+                continue
+            if getattr(response, "Status", None) != 1:
+                # e.g. an error reply the SDK did not recognise: the outcome is not certain.
+                raise CloudError(
+                    "BadResponse",
+                    f"DBbrain answered without Status 1 (Status={response.Status!r})",
+                    request_id=response.RequestId,
+                    outcome_unknown=not idempotent,
+                    attempts=attempt,
+                    action=action,
+                )
+            log.info(
+                "dbbrain_ok action=%s request_id=%s attempt=%d", action, response.RequestId, attempt
+            )
+            return CloudResult(request_id=response.RequestId, attempts=attempt)
+        assert last is not None
+        raise last
+
+    @staticmethod
+    def _translate(
+        action: str, exc: TencentCloudSDKException, attempt: int, idempotent: bool
+    ) -> tuple[CloudError, bool]:
+        code = exc.get_code() or "Unknown"
+        message = str(exc.get_message() or "")[:300]
+        request_id = exc.get_request_id() or None
+        if _is_dbbrain_error(exc):
+            retry = code.startswith(_THROTTLED)
+            error = CloudError(
+                code, message, request_id=request_id, attempts=attempt, action=action
+            )
+            return error, retry
+        if _sent_nothing(exc):
+            error = CloudError(
+                code, "could not connect to DBbrain", attempts=attempt, action=action
+            )
+            return error, True
+        if code == "ServerNetworkError":
+            message = "DBbrain's gateway answered with an HTTP error status"
+        elif code == "ClientNetworkError":
+            message = "the connection failed or timed out after the request was sent"
+        else:
+            message = "DBbrain's answer could not be read"
+        # The call may have reached DBbrain: a cancel can safely be sent again, a create cannot.
+        error = CloudError(
+            code, message, attempts=attempt, outcome_unknown=not idempotent, action=action
+        )
+        return error, idempotent

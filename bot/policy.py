@@ -1,0 +1,260 @@
+"""The policy file and the one question it answers: may this user do this, here, to that?
+
+Default deny. Members are Slack user IDs (U…/W…) and user-group IDs (S…); display names are
+never trusted because users can change them. Group membership is looked up by the caller and
+passed in, so this module stays free of Slack.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from bot.killtask import PRODUCTS, UNTIL_STOPPED
+
+VERBS = ("request", "approve", "reject", "stop", "kill_all", "break_glass")
+DEFAULT_MAX_DURATION = 3600
+
+_USER_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_GROUP_RE = re.compile(r"^S[A-Z0-9]{2,}$")
+_CHANNEL_RE = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+_ROLE_KEYS = {"members", "allow", "instances", "products", "max_duration"}
+_APPROVAL_KEYS = {"required", "allow_self_approval", "expires_after_minutes"}
+_TOP_KEYS = {"channels", "approval", "roles", "protected_users"}
+
+
+class PolicyError(ValueError):
+    """The policy file is wrong; the message names the field and what to write instead."""
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    members: frozenset[str]
+    allow: frozenset[str]
+    instances: tuple[str, ...] = ("*",)
+    products: frozenset[str] = frozenset(PRODUCTS)
+    max_duration: int = DEFAULT_MAX_DURATION
+
+    def covers_instance(self, instance_id: str) -> bool:
+        return any(fnmatch.fnmatchcase(instance_id, pattern) for pattern in self.instances)
+
+    def covers_duration(self, duration: int) -> bool:
+        if self.max_duration == UNTIL_STOPPED:
+            return True
+        return duration != UNTIL_STOPPED and duration <= self.max_duration
+
+
+@dataclass(frozen=True)
+class Approval:
+    required: int = 1
+    allow_self_approval: bool = False
+    expires_after_minutes: int = 30
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an action is about: the request's instance, product and duration."""
+
+    instance_id: str
+    product: str
+    duration: int | None = None  # None: the duration cap does not apply (reject, stop)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str  # which rule said yes or no, in words a person understands
+    role: str | None = None
+    field: str | None = None  # the request field the refusal is about, for modal errors
+
+
+@dataclass(frozen=True)
+class Policy:
+    roles: tuple[Role, ...]
+    approval: Approval = Approval()
+    channels: frozenset[str] | None = None
+    protected_users: frozenset[str] = frozenset()
+    groups: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        groups = {m for role in self.roles for m in role.members if m.startswith("S")}
+        object.__setattr__(self, "groups", frozenset(groups))
+
+    def roles_of(self, user_id: str, user_groups: frozenset[str] | set[str]) -> list[Role]:
+        return [r for r in self.roles if user_id in r.members or r.members & set(user_groups)]
+
+    def is_member(self, user_id: str, user_groups: frozenset[str] | set[str]) -> bool:
+        return bool(self.roles_of(user_id, user_groups))
+
+    def check(
+        self,
+        verb: str,
+        user_id: str,
+        user_groups: frozenset[str] | set[str],
+        channel_id: str,
+        target: Target | None = None,
+    ) -> Decision:
+        """Answer for one verb; on refusal, name the rule that said no."""
+        if verb not in VERBS:
+            raise ValueError(f"unknown verb {verb}")
+        if self.channels is not None and channel_id not in self.channels:
+            return Decision(
+                False,
+                "this channel is not in the policy's `channels` list; use /killtask in an "
+                "incident channel the policy names",
+            )
+        roles = self.roles_of(user_id, user_groups)
+        if not roles:
+            return Decision(False, "you are not a member of any role in the policy")
+        with_verb = [r for r in roles if verb in r.allow]
+        if not with_verb:
+            names = ", ".join(r.name for r in roles)
+            return Decision(False, f"none of your roles ({names}) allows `{verb}`")
+        if target is None:
+            return Decision(True, f"role {with_verb[0].name} allows `{verb}`", with_verb[0].name)
+        refusal: Decision | None = None
+        for role in with_verb:
+            problem = self._mismatch(role, target)
+            if problem is None:
+                return Decision(True, f"role {role.name} allows `{verb}` here", role.name)
+            refusal = refusal or Decision(False, problem[1], role.name, problem[0])
+        assert refusal is not None
+        return refusal
+
+    @staticmethod
+    def _mismatch(role: Role, target: Target) -> tuple[str, str] | None:
+        if not role.covers_instance(target.instance_id):
+            patterns = ", ".join(role.instances)
+            return "instance_id", f"role {role.name} covers only instances matching {patterns}"
+        if target.product not in role.products:
+            products = ", ".join(sorted(role.products))
+            return "product", f"role {role.name} covers only the products {products}"
+        if target.duration is not None and not role.covers_duration(target.duration):
+            if role.max_duration == UNTIL_STOPPED:  # pragma: no cover - covers everything
+                return None
+            return (
+                "duration",
+                f"role {role.name} allows at most {role.max_duration} s per task"
+                + (", not until-stopped" if target.duration == UNTIL_STOPPED else ""),
+            )
+        return None
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_policy(path: str | Path) -> Policy:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"cannot read the policy file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise PolicyError(f"{path} is not valid YAML{where}") from None
+    return parse_policy(data)
+
+
+def parse_policy(data: object) -> Policy:
+    if not isinstance(data, dict):
+        raise PolicyError("the policy must be a mapping with `roles` (and optionally `channels`)")
+    _no_unknown_keys(data, _TOP_KEYS, "")
+    channels = None
+    if data.get("channels") is not None:
+        channels = frozenset(_id_list(data["channels"], "channels", _CHANNEL_RE, "channel ID (C…)"))
+    approval = _parse_approval(data.get("approval") or {})
+    roles_data = data.get("roles")
+    if not isinstance(roles_data, dict) or not roles_data:
+        raise PolicyError("roles: must map role names to their members and allowed verbs")
+    roles = tuple(_parse_role(str(name), spec) for name, spec in roles_data.items())
+    protected = data.get("protected_users") or []
+    if not isinstance(protected, list) or not all(isinstance(u, str) and u for u in protected):
+        raise PolicyError("protected_users: must be a list of MySQL account names")
+    return Policy(roles, approval, channels, frozenset(protected))
+
+
+def _parse_approval(data: object) -> Approval:
+    if not isinstance(data, dict):
+        raise PolicyError("approval: must be a mapping")
+    _no_unknown_keys(data, _APPROVAL_KEYS, "approval.")
+    required = data.get("required", 1)
+    if not isinstance(required, int) or isinstance(required, bool) or not 1 <= required <= 10:
+        raise PolicyError("approval.required: must be a whole number from 1 to 10")
+    self_ok = data.get("allow_self_approval", False)
+    if not isinstance(self_ok, bool):
+        raise PolicyError("approval.allow_self_approval: must be true or false")
+    expires = data.get("expires_after_minutes", 30)
+    if not isinstance(expires, int) or isinstance(expires, bool) or not 1 <= expires <= 1440:
+        raise PolicyError("approval.expires_after_minutes: must be a whole number from 1 to 1440")
+    return Approval(required, self_ok, expires)
+
+
+def _parse_role(name: str, data: object) -> Role:
+    where = f"roles.{name}"
+    if not isinstance(data, dict):
+        raise PolicyError(f"{where}: must be a mapping with members and allow")
+    _no_unknown_keys(data, _ROLE_KEYS, f"{where}.")
+    members = _id_list(
+        data.get("members"), f"{where}.members", None, "Slack user (U…/W…) or user group (S…) ID"
+    )
+    allow = data.get("allow")
+    if not isinstance(allow, list) or not allow:
+        raise PolicyError(f"{where}.allow: must list verbs from {', '.join(VERBS)}")
+    for i, verb in enumerate(allow):
+        if verb not in VERBS:
+            raise PolicyError(f"{where}.allow[{i}]: '{verb}' is not a verb; use {', '.join(VERBS)}")
+    instances = data.get("instances", ["*"])
+    if (
+        not isinstance(instances, list)
+        or not instances
+        or not all(isinstance(p, str) and p for p in instances)
+    ):
+        raise PolicyError(f"{where}.instances: must be a list of glob patterns such as cdb-*")
+    products = data.get("products", list(PRODUCTS))
+    if not isinstance(products, list) or not products or any(p not in PRODUCTS for p in products):
+        raise PolicyError(f"{where}.products: must list products from {', '.join(PRODUCTS)}")
+    max_duration = data.get("max_duration", DEFAULT_MAX_DURATION)
+    if (
+        not isinstance(max_duration, int)
+        or isinstance(max_duration, bool)
+        or (max_duration < 1 and max_duration != UNTIL_STOPPED)
+    ):
+        raise PolicyError(f"{where}.max_duration: must be seconds (> 0) or -1 for until-stopped")
+    return Role(
+        name=name,
+        members=frozenset(members),
+        allow=frozenset(allow),
+        instances=tuple(instances),
+        products=frozenset(products),
+        max_duration=max_duration,
+    )
+
+
+def _id_list(value: object, where: str, pattern: re.Pattern[str] | None, what: str) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise PolicyError(f"{where}: must be a non-empty list of {what}s")
+    for i, item in enumerate(value):
+        ok = isinstance(item, str) and (
+            pattern.match(item) if pattern else (_USER_RE.match(item) or _GROUP_RE.match(item))
+        )
+        if not ok:
+            raise PolicyError(
+                f"{where}[{i}]: '{item}' is not a {what}; names can change, IDs cannot"
+            )
+    return list(value)
+
+
+def _no_unknown_keys(data: dict, known: set[str], prefix: str) -> None:
+    for key in data:
+        if key not in known:
+            raise PolicyError(
+                f"{prefix}{key}: unknown setting; known are {', '.join(sorted(known))}"
+            )

@@ -1,0 +1,75 @@
+"""HTTP mode: Bolt behind gunicorn (threaded worker), with /slack/events and /healthz.
+
+One worker process with threads: DBbrain's rate limit and Slack's 3 s ack both want a single
+event loop per replica; run more replicas for more capacity, they share the database.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from gunicorn.app.base import BaseApplication
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+from bot.app import Bot, build_bot
+from bot.config import Settings
+from bot.policy import Policy
+
+log = logging.getLogger(__name__)
+
+
+def wsgi_app(bot: Bot):  # type: ignore[no-untyped-def]
+    slack = SlackRequestHandler(bot.app)
+
+    def application(environ, start_response):  # type: ignore[no-untyped-def]
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
+        if path == "/slack/events" and environ.get("REQUEST_METHOD") == "POST":
+            return slack(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
+
+    return application
+
+
+class _Server(BaseApplication):
+    def __init__(self, settings: Settings, policy: Policy):
+        self.settings = settings
+        self.policy = policy
+        self.bot: Bot | None = None
+        super().__init__()
+
+    def load_config(self) -> None:
+        bot_holder = self
+
+        def worker_exit(_server, _worker) -> None:  # type: ignore[no-untyped-def]
+            if bot_holder.bot is not None:
+                bot_holder.bot.shutdown()
+
+        options = {
+            "bind": f"{self.settings.host}:{self.settings.port}",
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": 16,
+            "timeout": 60,
+            "graceful_timeout": 30,
+            "keepalive": 5,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": "warning",
+            "worker_exit": worker_exit,
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self):  # type: ignore[no-untyped-def]
+        # Built in the worker, after the fork, so its threads and connections live there.
+        self.bot = build_bot(self.settings, self.policy)
+        self.bot.start_background()
+        return wsgi_app(self.bot)
+
+
+def serve(settings: Settings, policy: Policy) -> None:
+    _Server(settings, policy).run()

@@ -1,0 +1,163 @@
+"""Slack handlers: ack first, parse, call the service, render. Nothing here decides anything."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import Ack
+from slack_sdk import WebClient
+
+from bot.killtask import (
+    SpecError,
+    build_spec,
+    parse_instance_id,
+    parse_product,
+    parse_reason,
+    split_line,
+)
+from bot.service import KillTaskService, Outcome
+from bot.slack import blocks
+from bot.slack.adapters import SlackNotifier
+
+log = logging.getLogger(__name__)
+
+
+class Handlers:
+    def __init__(self, service: KillTaskService, notifier: SlackNotifier):
+        self.service = service
+        self.notifier = notifier
+
+    @property
+    def _protected(self) -> frozenset[str]:
+        return self.service.policy.protected_users
+
+    # ------------------------------------------------------------ /killtask
+
+    def command(self, ack: Ack, body: dict, client: WebClient) -> None:
+        user_id, channel_id = body["user_id"], body["channel_id"]
+        response_url = body.get("response_url")
+        try:
+            line = split_line(body.get("text") or "")
+        except SpecError as error:
+            _reply(ack, blocks.spec_error_text(error))
+            return
+        if line.verb == "help":
+            _reply(ack, blocks.help_text())
+            return
+        if line.verb == "modal":
+            ack()
+            client.views_open(trigger_id=body["trigger_id"], view=blocks.modal(channel_id))
+            return
+        if line.verb == "list":
+            ack()
+            found = self.service.open_requests(user_id, channel_id)
+            text = found.message if isinstance(found, Outcome) else blocks.list_text(found)
+            self.notifier.tell(channel_id, user_id, text, response_url)
+            return
+        if line.verb == "stop":
+            try:
+                instance_id, product, reason = _stop_args(line.fields)
+            except SpecError as error:
+                _reply(ack, blocks.spec_error_text(error))
+                return
+            ack()
+            outcome = self.service.stop_instance(user_id, channel_id, instance_id, product, reason)
+            self.notifier.tell(channel_id, user_id, outcome.message, response_url)
+            return
+        try:
+            spec = build_spec(line.fields, self._protected)
+        except SpecError as error:
+            _reply(ack, blocks.spec_error_text(error))
+            return
+        unknown_flags = line.flags - {"break-glass"}
+        if unknown_flags:
+            flag = sorted(unknown_flags)[0]
+            _reply(ack, f"Unknown option `--{flag}`; the only option is `--break-glass`.")
+            return
+        ack()
+        outcome = self.service.file(
+            user_id,
+            channel_id,
+            spec,
+            break_glass="break-glass" in line.flags,
+            source_key=f"cmd:{body.get('trigger_id') or ''}" if body.get("trigger_id") else None,
+        )
+        self.notifier.tell(channel_id, user_id, outcome.message, response_url)
+
+    # ------------------------------------------------------------ the modal
+
+    def modal_submitted(self, ack: Ack, body: dict, view: dict) -> None:
+        user_id = body["user"]["id"]
+        channel_id = blocks.modal_channel(view.get("private_metadata", ""))
+        if not channel_id:
+            ack(response_action="errors", errors={"instance_id": "Open the form from a channel."})
+            return
+        fields = blocks.modal_fields(view.get("state", {}).get("values", {}))
+        try:
+            spec = build_spec(fields, self._protected)
+        except SpecError as error:
+            ack(response_action="errors", errors=_field_errors(error.errors))
+            return
+        # The policy is checked before closing the form, so a refusal lands on its field.
+        decision = self.service.precheck(user_id, channel_id, spec)
+        if not decision.allowed and decision.field:
+            ack(response_action="errors", errors={decision.field: decision.reason[:150]})
+            return
+        ack()
+        outcome = self.service.file(
+            user_id, channel_id, spec, source_key=f"view:{view.get('id') or ''}"
+        )
+        self.notifier.tell(channel_id, user_id, outcome.message)
+
+    # ------------------------------------------------------------ buttons
+
+    def button(self, ack: Ack, body: dict, action: dict) -> None:
+        ack()
+        user_id = body["user"]["id"]
+        channel_id = (body.get("channel") or {}).get("id") or ""
+        message_ts = (body.get("container") or {}).get("message_ts")
+        try:
+            request_id = int(str(action.get("value", "")))
+        except ValueError:
+            request_id = -1
+        verb = action["action_id"]
+        use_case = {
+            "approve": self.service.approve,
+            "reject": self.service.reject,
+            "stop": self.service.stop,
+        }[verb]
+        outcome = use_case(user_id, request_id, channel_id, message_ts)
+        # The card and its thread show successes; the clicker hears only about problems.
+        if not outcome.ok:
+            self.notifier.tell(channel_id, user_id, outcome.message, body.get("response_url"))
+
+
+def _reply(ack: Ack, text: str) -> None:
+    """Answer a slash command in the ack itself: instant, and only the caller sees it."""
+    ack(response_type="ephemeral", text=text)
+
+
+def _stop_args(fields: dict[str, str]) -> tuple[str, str, str | None]:
+    errors: dict[str, str] = {}
+    allowed = {"instance_id", "product", "reason"}
+    for key in fields:
+        if key not in allowed:
+            errors[key] = "does not apply to stop; use `/killtask stop <InstanceId> [product=…]`"
+    values: dict[str, object] = {}
+    for key, parse in (
+        ("instance_id", parse_instance_id),
+        ("product", parse_product),
+        ("reason", parse_reason),
+    ):
+        try:
+            values[key] = parse(fields.get(key))
+        except ValueError as exc:
+            errors[key] = str(exc)
+    if errors:
+        raise SpecError(errors)
+    return values["instance_id"], values["product"], values["reason"]  # type: ignore[return-value]
+
+
+def _field_errors(errors: dict[str, str]) -> dict[str, str]:
+    """Slack shows modal errors under their block; the text must stay short."""
+    return {field: problem[:150] for field, problem in errors.items()}

@@ -1,0 +1,370 @@
+"""The store: the only module that imports SQLAlchemy. It owns the tables.
+
+Every move that decides an outcome is one conditional UPDATE (`... WHERE state IN (...)`), so
+whichever process or thread runs it first wins and every other one sees rowcount 0. SQLite is
+the default; PostgreSQL works the same for several replicas.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine, RowMapping, make_url
+from sqlalchemy.exc import IntegrityError
+
+from bot.killtask import KillTaskSpec
+from bot.requests import ACTIVE_STATES, OPEN_STATES, KillRequest, State, sources_of
+
+metadata = MetaData()
+
+kill_requests = Table(
+    "kill_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # Slack's trigger or view id: a retried delivery of the same command files nothing new.
+    Column("source_key", String(200), unique=True, nullable=True),
+    Column("channel_id", String(32), nullable=False),
+    Column("requester_id", String(32), nullable=False),
+    Column("instance_id", String(64), nullable=False),
+    Column("product", String(16), nullable=False),
+    Column("duration", Integer, nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("break_glass", Boolean, nullable=False, default=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("message_ts", String(32)),
+    Column("decided_by", String(32)),
+    Column("decided_at", Float),
+    Column("started_at", Float),
+    Column("ends_at", Float),
+    Column("cloud_request_id", String(64)),
+    Column("error_code", String(100)),
+    Column("error_message", Text),
+    Column("stopped_by", String(32)),
+    Column("stopped_at", Float),
+    # The card is re-rendered from this row; card_rev counts changes, card_synced_rev the last
+    # one Slack accepted, so a card that missed an update catches up later.
+    Column("card_rev", Integer, nullable=False, default=0),
+    Column("card_synced_rev", Integer, nullable=False, default=0),
+    Index("ix_kill_requests_state_expires", "state", "expires_at"),
+    Index("ix_kill_requests_state_ends", "state", "ends_at"),
+    Index("ix_kill_requests_instance", "instance_id", "product", "state"),
+    Index("ix_kill_requests_channel", "channel_id", "state"),
+    Index("ix_kill_requests_card", "card_synced_rev", "card_rev"),
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("request_id", Integer, primary_key=True),
+    Column("user_id", String(32), primary_key=True),
+    Column("at", Float, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor_id", String(32), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("request_id", Integer),
+    Column("channel_id", String(32)),
+    Column("instance_id", String(64)),
+    Column("cloud_request_id", String(64)),
+    Column("detail", Text),
+    Index("ix_audit_request", "request_id"),
+)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the URL as users write it (postgresql://… uses psycopg2)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=False
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            cursor = dbapi_conn.cursor()
+            if parsed.database not in (None, "", ":memory:"):
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+class Store:
+    def __init__(self, engine: Engine, clock=time.time):  # type: ignore[no-untyped-def]
+        self.engine = engine
+        self._clock = clock
+
+    def create_schema(self) -> None:
+        metadata.create_all(self.engine)
+
+    # ------------------------------------------------------------ requests
+
+    def insert_request(
+        self,
+        *,
+        channel_id: str,
+        requester_id: str,
+        spec: KillTaskSpec,
+        expires_at: float,
+        break_glass: bool = False,
+        source_key: str | None = None,
+    ) -> KillRequest | None:
+        """File a pending request; None when this Slack delivery was already filed."""
+        row = {
+            "source_key": source_key,
+            "channel_id": channel_id,
+            "requester_id": requester_id,
+            "instance_id": spec.instance_id,
+            "product": spec.product,
+            "duration": spec.duration,
+            "spec": json.dumps(spec.to_dict(), ensure_ascii=False),
+            "break_glass": break_glass,
+            "state": State.PENDING.value,
+            "created_at": self._clock(),
+            "expires_at": expires_at,
+            "card_rev": 1,
+            "card_synced_rev": 0,
+        }
+        try:
+            with self.engine.begin() as conn:
+                new_id = conn.execute(insert(kill_requests).values(**row)).inserted_primary_key[0]
+        except IntegrityError:
+            return None
+        return self.get(new_id)
+
+    def get(self, request_id: int) -> KillRequest | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(select(kill_requests).where(kill_requests.c.id == request_id))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return None
+            return self._to_request(row, self._approvers(conn, [request_id]))
+
+    def move(self, request_id: int, to: State, **fields: object) -> KillRequest | None:
+        """Apply one move of the state machine; None when another click or replica won."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(kill_requests)
+                .where(
+                    kill_requests.c.id == request_id,
+                    kill_requests.c.state.in_([s.value for s in sources_of(to)]),
+                )
+                .values(state=to.value, card_rev=kill_requests.c.card_rev + 1, **fields)
+            )
+            if result.rowcount != 1:
+                return None
+        return self.get(request_id)
+
+    def set_message_ts(self, request_id: int, ts: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(kill_requests).where(kill_requests.c.id == request_id).values(message_ts=ts)
+            )
+
+    def add_approval(self, request_id: int, user_id: str) -> bool:
+        """Record one person's approval; False when they had already approved."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(approvals).values(
+                        request_id=request_id, user_id=user_id, at=self._clock()
+                    )
+                )
+                conn.execute(
+                    update(kill_requests)
+                    .where(kill_requests.c.id == request_id)
+                    .values(card_rev=kill_requests.c.card_rev + 1)
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def active_on(
+        self, instance_id: str, product: str, exclude_id: int | None = None
+    ) -> KillRequest | None:
+        """The request whose kill task may be alive on this instance, if any."""
+        query = select(kill_requests).where(
+            kill_requests.c.instance_id == instance_id,
+            kill_requests.c.product == product,
+            kill_requests.c.state.in_([s.value for s in ACTIVE_STATES]),
+        )
+        if exclude_id is not None:
+            query = query.where(kill_requests.c.id != exclude_id)
+        found = self._select(query.order_by(kill_requests.c.id.desc()).limit(1))
+        return found[0] if found else None
+
+    def open_in_channel(self, channel_id: str, limit: int = 50) -> list[KillRequest]:
+        return self._select(
+            select(kill_requests)
+            .where(
+                kill_requests.c.channel_id == channel_id,
+                kill_requests.c.state.in_([s.value for s in OPEN_STATES]),
+            )
+            .order_by(kill_requests.c.id)
+            .limit(limit)
+        )
+
+    def due_to_expire(self, now: float, limit: int = 100) -> list[KillRequest]:
+        return self._select(
+            select(kill_requests)
+            .where(kill_requests.c.state == State.PENDING.value, kill_requests.c.expires_at <= now)
+            .limit(limit)
+        )
+
+    def due_to_finish(self, now: float, limit: int = 100) -> list[KillRequest]:
+        return self._select(
+            select(kill_requests)
+            .where(
+                kill_requests.c.state == State.RUNNING.value,
+                kill_requests.c.ends_at.is_not(None),
+                kill_requests.c.ends_at <= now,
+            )
+            .limit(limit)
+        )
+
+    def in_state(self, state: State, limit: int = 100) -> list[KillRequest]:
+        return self._select(
+            select(kill_requests).where(kill_requests.c.state == state.value).limit(limit)
+        )
+
+    def cards_behind(self, limit: int = 50) -> list[KillRequest]:
+        """Requests whose card has not yet shown their latest change."""
+        return self._select(
+            select(kill_requests)
+            .where(
+                kill_requests.c.card_synced_rev < kill_requests.c.card_rev,
+                kill_requests.c.message_ts.is_not(None),
+            )
+            .order_by(kill_requests.c.id)
+            .limit(limit)
+        )
+
+    def mark_card_synced(self, request_id: int, rev: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(kill_requests)
+                .where(kill_requests.c.id == request_id, kill_requests.c.card_synced_rev < rev)
+                .values(card_synced_rev=rev)
+            )
+
+    def count_requests(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(kill_requests)).scalar_one())
+
+    # ------------------------------------------------------------ audit
+
+    def audit(
+        self,
+        *,
+        actor_id: str,
+        action: str,
+        outcome: str,
+        request_id: int | None = None,
+        channel_id: str | None = None,
+        instance_id: str | None = None,
+        cloud_request_id: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Append one line to the audit log; rows are never updated or deleted."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(audit_log).values(
+                    at=self._clock(),
+                    actor_id=actor_id,
+                    action=action,
+                    outcome=outcome,
+                    request_id=request_id,
+                    channel_id=channel_id,
+                    instance_id=instance_id,
+                    cloud_request_id=cloud_request_id,
+                    detail=(detail or "")[:2000] or None,
+                )
+            )
+
+    def audit_rows(self, request_id: int | None = None) -> list[dict[str, object]]:
+        query = select(audit_log).order_by(audit_log.c.id)
+        if request_id is not None:
+            query = query.where(audit_log.c.request_id == request_id)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    # ------------------------------------------------------------ helpers
+
+    def _select(self, query) -> list[KillRequest]:  # type: ignore[no-untyped-def]
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(query).mappings())
+            approvers = self._approvers(conn, [row["id"] for row in rows])
+        return [self._to_request(row, approvers) for row in rows]
+
+    @staticmethod
+    def _approvers(conn, ids: Iterable[int]) -> dict[int, list[str]]:  # type: ignore[no-untyped-def]
+        ids = list(ids)
+        found: dict[int, list[str]] = {}
+        if not ids:
+            return found
+        query = (
+            select(approvals.c.request_id, approvals.c.user_id)
+            .where(and_(approvals.c.request_id.in_(ids)))
+            .order_by(approvals.c.at)
+        )
+        for request_id, user_id in conn.execute(query):
+            found.setdefault(request_id, []).append(user_id)
+        return found
+
+    @staticmethod
+    def _to_request(row: RowMapping, approvers: dict[int, list[str]]) -> KillRequest:
+        return KillRequest(
+            id=row["id"],
+            channel_id=row["channel_id"],
+            requester_id=row["requester_id"],
+            spec=KillTaskSpec.from_dict(json.loads(row["spec"])),
+            state=State(row["state"]),
+            created_at=row["created_at"],
+            expires_at=row["expires_at"],
+            break_glass=bool(row["break_glass"]),
+            message_ts=row["message_ts"],
+            approvers=tuple(approvers.get(row["id"], ())),
+            decided_by=row["decided_by"],
+            decided_at=row["decided_at"],
+            started_at=row["started_at"],
+            ends_at=row["ends_at"],
+            cloud_request_id=row["cloud_request_id"],
+            error_code=row["error_code"],
+            error_message=row["error_message"],
+            stopped_by=row["stopped_by"],
+            stopped_at=row["stopped_at"],
+            card_rev=row["card_rev"],
+        )

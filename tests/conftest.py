@@ -1,0 +1,319 @@
+"""Shared fixtures: the stand-ins for Slack and DBbrain, and the real bot started as a process."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from standins.dbbrain import DbbrainEmulator
+from standins.slack_api import FakeSlack, SlackCall
+from standins.slack_client import SlackSender
+
+ROOT = Path(__file__).resolve().parent.parent
+SIGNING_SECRET = "test-signing-secret-5f3a9c"
+BOT_TOKEN = "xoxb-test-token"
+APP_TOKEN = "xapp-test-token"
+SECRET_ID = "AKIDEMULATOR"
+SECRET_KEY = "emulator-secret"
+
+CHANNEL = "C0INCIDENT"
+OTHER_CHANNEL = "C0RANDOM"
+REQUESTER = "U0REQUESTER"
+APPROVER = "U0APPROVER"  # a dba through the user group S0DBA
+APPROVER2 = "U0APPROVER2"  # a dba too
+COMMANDER = "U0BOSS"
+STRANGER = "U0STRANGER"
+
+POLICY = f"""
+channels: [{CHANNEL}]
+approval:
+  required: 1
+  allow_self_approval: false
+  expires_after_minutes: 30
+protected_users: [monitor]
+roles:
+  oncall:
+    members: [{REQUESTER}]
+    allow: [request]
+    instances: ["cdb-*"]
+    products: [mysql]
+    max_duration: 3600
+  dba:
+    members: [S0DBA]
+    allow: [request, approve, reject, stop]
+    max_duration: -1
+  commander:
+    members: [{COMMANDER}]
+    allow: [request, approve, reject, stop, kill_all, break_glass]
+    max_duration: -1
+"""
+
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+@pytest.fixture(autouse=True)
+def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def new_instance() -> str:
+    return f"cdb-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class BotProcess:
+    """The real bot (`python -m bot`) with its settings pointed at the stand-ins."""
+
+    env: dict[str, str]
+    log_path: Path
+    port: int = 0
+    proc: subprocess.Popen | None = None
+    sender: SlackSender | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def start(self, wait: bool = True) -> BotProcess:
+        self.log_file = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+        if wait and "SLACK_APP_TOKEN" not in self.env:
+            self.wait_healthy()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_healthy(self, timeout: float = 20.0) -> None:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"bot exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with opener.open(f"{self.url}/healthz", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"bot did not answer /healthz:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log_file.close()
+        return self.proc.returncode
+
+
+def bot_env(
+    tmp: Path, slack: FakeSlack, dbbrain: DbbrainEmulator, policy: str = POLICY, **extra: str
+) -> dict[str, str]:
+    policy_file = tmp / "policy.yaml"
+    policy_file.write_text(policy)
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARS and not k.startswith("SLACK")}
+    env.update(
+        {
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": slack.url,
+            "TENCENTCLOUD_SECRET_ID": SECRET_ID,
+            "TENCENTCLOUD_SECRET_KEY": SECRET_KEY,
+            "DBBRAIN_ENDPOINT": dbbrain.endpoint,
+            "DBBRAIN_TIMEOUT": "2",
+            "POLICY_FILE": str(policy_file),
+            "DATABASE_URL": f"sqlite:///{tmp / 'killtask.db'}",
+            "HOST": "127.0.0.1",
+            "PORT": str(free_port()),
+            "TICK_SECONDS": "0.2",
+            "LOG_LEVEL": "INFO",
+            "DOTENV_PATH": str(tmp / "no.env"),
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def start_bot(tmp: Path, slack: FakeSlack, dbbrain: DbbrainEmulator, **extra: str) -> BotProcess:
+    env = bot_env(tmp, slack, dbbrain, **extra)
+    bot = BotProcess(env=env, log_path=tmp / "bot.log", port=int(env["PORT"]))
+    bot.start()
+    bot.sender = SlackSender(bot.url, SIGNING_SECRET)
+    return bot
+
+
+@pytest.fixture(scope="module")
+def slack() -> FakeSlack:
+    with FakeSlack(
+        bot_token=BOT_TOKEN, app_token=APP_TOKEN, usergroups={"S0DBA": [APPROVER, APPROVER2]}
+    ) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def dbbrain() -> DbbrainEmulator:
+    with DbbrainEmulator(keys={SECRET_ID: SECRET_KEY}) as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def bot(tmp_path_factory: pytest.TempPathFactory, slack: FakeSlack, dbbrain: DbbrainEmulator):
+    for name in PROXY_VARS:
+        os.environ.pop(name, None)
+    process = start_bot(tmp_path_factory.mktemp("bot"), slack, dbbrain)
+    yield process
+    process.stop()
+
+
+# ---------------------------------------------------------------- driving the bot as Slack does
+
+_CARD_RE = re.compile(r"Kill-task request #(\d+) on (\S+): (.+)$")
+
+
+@dataclass
+class Card:
+    request_id: int
+    ts: str
+    channel: str
+
+
+class Driver:
+    """What a person in the channel does, as signed Slack requests, and what they then see."""
+
+    def __init__(self, bot: BotProcess, slack: FakeSlack, dbbrain: DbbrainEmulator):
+        self.bot = bot
+        self.slack = slack
+        self.dbbrain = dbbrain
+        assert bot.sender is not None
+        self.sender = bot.sender
+
+    def command(self, text: str, user: str = REQUESTER, channel: str = CHANNEL, **kw):
+        status, body, _ = self.sender.command(text, user_id=user, channel_id=channel, **kw)
+        assert status == 200, body
+        return body
+
+    def file(
+        self, instance: str, filters: str = "duration=10m user=app", user: str = REQUESTER
+    ) -> Card:
+        self.command(f"{instance} {filters}", user=user)
+        return self.card_posted(instance)
+
+    def card_posted(self, instance: str, timeout: float = 10.0) -> Card:
+        call = self.slack.wait_for(
+            "chat.postMessage",
+            lambda c: not c.args.get("thread_ts") and f" on {instance}:" in c.args.get("text", ""),
+            timeout=timeout,
+        )
+        match = _CARD_RE.search(call.args["text"])
+        assert match, call.args["text"]
+        return Card(int(match.group(1)), call.response["ts"], call.args["channel"])
+
+    def click(self, action: str, card: Card, user: str, channel: str | None = None, **kw):
+        status, body, _ = self.sender.click(
+            action,
+            str(card.request_id),
+            user_id=user,
+            channel_id=channel or card.channel,
+            message_ts=card.ts,
+            **kw,
+        )
+        assert status == 200, body
+        return status
+
+    def card_state(self, card: Card) -> str:
+        message = self.slack.message(card.channel, card.ts)
+        assert message is not None
+        match = _CARD_RE.search(message["text"])
+        assert match, message["text"]
+        return match.group(3)
+
+    def wait_card(self, card: Card, title: str, timeout: float = 10.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.card_state(card) == title:
+                return self.slack.message(card.channel, card.ts) or {}
+            time.sleep(0.05)
+        raise AssertionError(f"card #{card.request_id} is {self.card_state(card)!r}, not {title!r}")
+
+    def ephemeral_to(self, user: str, contains: str, timeout: float = 10.0) -> SlackCall:
+        return self.slack.wait_for(
+            "chat.postEphemeral",
+            lambda c: c.args.get("user") == user and contains in c.args.get("text", ""),
+            timeout=timeout,
+        )
+
+    def thread(self, card: Card) -> list[str]:
+        return [m.get("text", "") for m in self.slack.thread_replies(card.channel, card.ts)]
+
+    def wait_thread(self, card: Card, contains: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for text in self.thread(card):
+                if contains in text:
+                    return text
+            time.sleep(0.05)
+        raise AssertionError(f"no thread reply with {contains!r}: {self.thread(card)}")
+
+
+@pytest.fixture
+def driver(bot: BotProcess, slack: FakeSlack, dbbrain: DbbrainEmulator) -> Driver:
+    return Driver(bot, slack, dbbrain)
+
+
+def card_text(message: dict) -> str:
+    """Every piece of text in a card's blocks, joined, for plain assertions."""
+    parts: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("text"), str):
+                parts.append(node["text"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(message.get("blocks") or [])
+    return "\n".join(parts)
+
+
+def buttons(message: dict) -> list[str]:
+    found = []
+    for block in message.get("blocks") or []:
+        for element in block.get("elements") or []:
+            if element.get("type") == "button":
+                found.append(element["action_id"])
+    return found
