@@ -27,11 +27,21 @@ def wsgi_app(bot: Bot):  # type: ignore[no-untyped-def]
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"ok\n"]
         if path == "/slack/events" and environ.get("REQUEST_METHOD") == "POST":
+            if not _has_signature_headers(environ):
+                # Bolt would fail with a 500 on an empty timestamp; a missing signature is a 401.
+                start_response("401 Unauthorized", [("Content-Type", "text/plain")])
+                return [b"missing Slack signature\n"]
             return slack(environ, start_response)
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found\n"]
 
     return application
+
+
+def _has_signature_headers(environ: dict) -> bool:
+    timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
+    signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
+    return timestamp.isdigit() and signature.startswith("v0=")
 
 
 class _Server(BaseApplication):

@@ -216,6 +216,10 @@ class KillTaskService:
                 "That button does not match a request of this channel, so nothing was changed. "
                 "Use `/killtask list` to see the open requests here.",
             )
+        if request.message_ts is None and message_ts:
+            # The card was posted but the bot stopped before noting where: adopt it now.
+            self.store.adopt_message_ts(request.id, message_ts)
+            request = self.store.get(request.id) or request
         return request
 
     def _closed(self, request: KillRequest) -> Outcome:

@@ -194,6 +194,15 @@ class Store:
                 update(kill_requests).where(kill_requests.c.id == request_id).values(message_ts=ts)
             )
 
+    def adopt_message_ts(self, request_id: int, ts: str) -> None:
+        """Record the card's ts only if none is known yet (one conditional UPDATE)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(kill_requests)
+                .where(kill_requests.c.id == request_id, kill_requests.c.message_ts.is_(None))
+                .values(message_ts=ts)
+            )
+
     def add_approval(self, request_id: int, user_id: str) -> bool:
         """Record one person's approval; False when they had already approved."""
         try:

@@ -97,6 +97,7 @@ class BotProcess:
             env=self.env,
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # so a SIGKILL can take the whole process group, workers too
         )
         if wait and "SLACK_APP_TOKEN" not in self.env:
             self.wait_healthy()
@@ -127,7 +128,10 @@ class BotProcess:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            if sig == signal.SIGKILL:
+                os.killpg(self.proc.pid, sig)  # a crash: nothing of the bot survives
+            else:
+                self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -1,0 +1,1 @@
+"""killtask: DBbrain kill tasks from Slack, with a second person's approval."""
