@@ -1,4 +1,4 @@
-"""End to end: the real bot process, signed Slack requests, the fake Web API, the DBbrain emulator."""
+"""End to end: the real bot, signed Slack requests, the fake Web API, the DBbrain emulator."""
 
 from __future__ import annotations
 

@@ -127,7 +127,7 @@ def test_socket_mode_command_and_approve(tmp_path: Path, dbbrain: DbbrainEmulato
                 "interactive",
                 action_payload(
                     "approve", request_id, user_id=APPROVER, channel_id=CHANNEL, message_ts=ts
-                ),  # fmt: skip
+                ),
             )
             assert "envelope_id" in ack
             slack.wait_for(
