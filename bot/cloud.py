@@ -46,8 +46,9 @@ class CloudError(Exception):
         )
         if self.outcome_unknown:
             return (
-                f"DBbrain did not answer {self.action} in time, so the bot cannot tell whether it "
-                "took effect. It will not be sent again on its own. Check the instance's "
+                f"{self.action} was sent but no clear answer came back ({self.message}), so the "
+                "bot cannot tell whether it took effect. It will not be sent again on its own. "
+                "Check the instance's "
                 "DBbrain console (Diagnosis → Sessions → kill tasks) and stop it there or with "
                 "Stop if it runs."
             )

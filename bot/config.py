@@ -183,7 +183,8 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, secrets: list[str]):
         super().__init__()
-        self.secrets = [s for s in secrets if s]
+        # Longest first, so a secret that contains another is blanked whole.
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
@@ -193,4 +194,11 @@ class RedactSecrets(logging.Filter):
             for secret in self.secrets:
                 message = message.replace(secret, "**********")
             record.msg, record.args = message, None
+        if record.exc_info:
+            # Tracebacks can quote arguments: render it now, redacted, and drop the raw one.
+            text = logging.Formatter().formatException(record.exc_info)
+            for secret in self.secrets:
+                text = text.replace(secret, "**********")
+            record.msg, record.args = f"{record.getMessage()}\n{text}", None
+            record.exc_info, record.exc_text = None, None
         return True

@@ -136,6 +136,7 @@ class DbbrainGateway:
                 response = getattr(self._client(), action)(request)
             except TencentCloudSDKException as exc:
                 last, retry = self._translate(action, exc, attempt, idempotent)
+                retry = retry and attempt < self._max_attempts
                 log.warning(
                     "dbbrain_error action=%s code=%s request_id=%s attempt=%d retry=%s",
                     action, last.code, last.request_id, attempt, retry,

@@ -57,7 +57,10 @@ USAGE = (
 
 _INSTANCE_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)+$")
 _DB_RE = re.compile(r"^[A-Za-z0-9_$\-]{1,64}$")
-_DURATION_RE = re.compile(r"^(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hr|hrs|hours?)?$")
+# At most 12 digits: far above any limit, and int() never meets Python's 4300-digit cap.
+_DURATION_RE = re.compile(
+    r"^(\d{1,12})\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hr|hrs|hours?)?$"
+)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 _UNTIL_STOPPED_WORDS = {"-1", "until-stopped", "until_stopped", "until stopped", "forever"}
 _SMART_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"})
@@ -206,6 +209,8 @@ def parse_host(raw: str | None) -> str | None:
     if not value:
         return None
     try:
+        if "%" in value:  # an IPv6 zone index (fe80::1%eth0) may hold any text at all
+            raise ValueError(value)
         return str(ipaddress.ip_address(value))
     except ValueError:
         raise ValueError(
@@ -266,7 +271,7 @@ def parse_user(raw: str | None, protected_users: frozenset[str] = frozenset()) -
         return None
     if len(value) > 32 or _has_control_chars(value) or "," in value:
         raise ValueError("must be one MySQL account name of at most 32 characters")
-    if value.lower() in PROTECTED_USERS or value in protected_users:
+    if value.lower() in PROTECTED_USERS | {u.lower() for u in protected_users}:
         raise ValueError(
             f"'{value}' is a protected account (server, replication or monitoring) and is "
             "never killed"

@@ -1,0 +1,412 @@
+"""The real gateway (bot.dbbrain) with the real Tencent SDK against the local DBbrain emulator.
+
+What matters most: a kill task is never created twice, and a call that may have reached DBbrain
+is never sent again on its own.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
+
+import pytest
+
+import bot.dbbrain as dbbrain_module
+from bot.cloud import CloudError
+from bot.dbbrain import DbbrainGateway, RateLimiter, split_endpoint
+from bot.killtask import KillTaskSpec
+from standins.dbbrain import DbbrainEmulator
+
+SECRET_ID = "AKIDGATEWAYTEST"
+SECRET_KEY = "gateway-test-secret-key"
+MAX_ATTEMPTS = 4
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+@pytest.fixture(autouse=True)
+def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With a proxy set, the SDK would send even 127.0.0.1 calls through it.
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def _emulator() -> Iterator[DbbrainEmulator]:
+    with DbbrainEmulator(keys={SECRET_ID: SECRET_KEY}) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emulator(_emulator: DbbrainEmulator) -> DbbrainEmulator:
+    _emulator.reset()
+    return _emulator
+
+
+def gateway(endpoint: str, secret_key: str = SECRET_KEY, **options: object) -> DbbrainGateway:
+    """The real gateway; no back-off sleeps and a short timeout keep the tests fast."""
+    options = {"timeout": 2, "max_attempts": MAX_ATTEMPTS, "sleep": lambda s: None, **options}
+    return DbbrainGateway(SECRET_ID, secret_key, endpoint=endpoint, **options)  # type: ignore[arg-type]
+
+
+class CountingLimiter(RateLimiter):
+    """Counts the calls the gateway tries to send (each passes the limiter first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def acquire(self) -> None:
+        self.count += 1
+        super().acquire()
+
+
+def new_spec(**fields: object) -> KillTaskSpec:
+    return KillTaskSpec(instance_id=f"cdb-{uuid.uuid4().hex[:10]}", duration=600, **fields)
+
+
+def cloud_error(call: Callable[[], object]) -> CloudError:
+    with pytest.raises(CloudError) as info:
+        call()
+    return info.value
+
+
+# ---------------------------------------------------------------- success
+
+
+def test_create_sends_exactly_the_specs_params(emulator: DbbrainEmulator) -> None:
+    spec = new_spec(
+        host="10.0.0.5",
+        db=("orders", "billing"),
+        command=("Query", "Sleep"),
+        info="SELECT * FROM orders",
+        user="app",
+        time=30,
+        reason="session storm",  # ours, not DBbrain's: must not be sent
+    )
+
+    result = gateway(emulator.endpoint).create_kill_task(spec)
+
+    (call,) = emulator.calls_of("CreateKillTask")
+    assert call.params == {
+        "InstanceId": spec.instance_id,
+        "Duration": 600,
+        "Product": "mysql",
+        "Host": "10.0.0.5",
+        "DB": "orders,billing",
+        "Command": "Query,Sleep",
+        "Info": "SELECT * FROM orders",
+        "User": "app",
+        "Time": 30,
+    }
+    assert call.params == spec.cloud_params()
+    assert call.secret_id == SECRET_ID
+    assert result.request_id == call.request_id
+    assert result.attempts == 1
+    assert emulator.active_task(spec.instance_id) is not None
+
+
+def test_cancel_stops_the_active_task(emulator: DbbrainEmulator) -> None:
+    spec = new_spec(user="app")
+    gw = gateway(emulator.endpoint)
+    gw.create_kill_task(spec)
+
+    result = gw.cancel_kill_task(spec.instance_id, "mysql")
+
+    (call,) = emulator.calls_of("CancelKillTask")
+    assert call.params == {"InstanceId": spec.instance_id, "Product": "mysql"}
+    assert call.effect == "cancelled"
+    assert result.request_id == call.request_id
+    assert emulator.active_task(spec.instance_id) is None
+
+
+# ---------------------------------------------------------------- throttling
+
+
+@pytest.mark.parametrize("code", ["RequestLimitExceeded", "RequestLimitExceeded.UinLimitExceeded"])
+def test_throttled_once_then_success_creates_exactly_one_task(
+    emulator: DbbrainEmulator, code: str
+) -> None:
+    # The SDK's StandardRetryer would call again after the success and create a second task.
+    emulator.script("CreateKillTask", {"error": code})
+    spec = new_spec(user="app")
+
+    result = gateway(emulator.endpoint).create_kill_task(spec)
+
+    assert result.attempts == 2
+    assert len(emulator.tasks) == 1
+    calls = emulator.calls_of("CreateKillTask")
+    assert [c.error_code for c in calls] == [code, None]
+    assert result.request_id == calls[-1].request_id
+
+
+def test_throttled_every_time_gives_up_after_max_attempts(emulator: DbbrainEmulator) -> None:
+    emulator.script("CreateKillTask", *[{"error": "RequestLimitExceeded"}] * MAX_ATTEMPTS)
+    slept: list[float] = []
+    gw = gateway(emulator.endpoint, sleep=slept.append)
+
+    error = cloud_error(lambda: gw.create_kill_task(new_spec(user="app")))
+
+    assert error.code == "RequestLimitExceeded"
+    assert error.attempts == MAX_ATTEMPTS
+    assert not error.outcome_unknown
+    assert error.request_id == emulator.calls_of("CreateKillTask")[-1].request_id
+    assert len(emulator.calls_of("CreateKillTask")) == MAX_ATTEMPTS
+    assert emulator.tasks == []
+    assert len(slept) == MAX_ATTEMPTS - 1  # a back-off before every retry, none before the first
+    assert all(0 <= s <= 2.0 for s in slept)
+    assert "too many requests" in error.explain()
+
+
+# ---------------------------------------------------------------- network failures
+
+
+def test_connection_refused_is_retried_then_reported(emulator: DbbrainEmulator) -> None:
+    # A bound socket that never listens: connecting to it is refused, and the port stays ours.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        limiter = CountingLimiter()
+        gw = gateway(f"http://127.0.0.1:{port}", limiter=limiter)
+
+        error = cloud_error(lambda: gw.create_kill_task(new_spec(user="app")))
+
+    assert error.code == "ClientNetworkError"
+    assert error.attempts == MAX_ATTEMPTS
+    assert limiter.count == MAX_ATTEMPTS
+    assert error.outcome_unknown is False  # nothing was sent, so nothing can have been created
+    assert "Nothing was created" in error.explain()
+
+
+def test_read_timeout_on_create_is_not_retried(emulator: DbbrainEmulator) -> None:
+    emulator.script("CreateKillTask", {"delay": 3})
+    spec = new_spec(user="app")
+    limiter = CountingLimiter()
+    gw = gateway(emulator.endpoint, timeout=1, limiter=limiter)
+
+    error = cloud_error(lambda: gw.create_kill_task(spec))
+
+    assert error.code == "ClientNetworkError"
+    assert error.outcome_unknown is True
+    assert error.attempts == 1
+    assert limiter.count == 1  # sent once
+    assert "cannot tell whether it took effect" in error.explain()
+    # The emulator records the call once it has answered; by then the task exists, which is
+    # exactly why the bot must not send the create again.
+    emulator.wait_for_calls("CreateKillTask", 1)
+    assert len(emulator.calls_of("CreateKillTask")) == 1
+    assert emulator.active_task(spec.instance_id) is not None
+
+
+def test_dropped_connection_on_create_is_not_retried(emulator: DbbrainEmulator) -> None:
+    emulator.script("CreateKillTask", {"drop": True})
+    spec = new_spec(user="app")
+
+    error = cloud_error(lambda: gateway(emulator.endpoint).create_kill_task(spec))
+
+    assert error.outcome_unknown is True
+    assert error.attempts == 1
+    assert len(emulator.calls_of("CreateKillTask")) == 1
+    assert len(emulator.tasks) == 1  # DBbrain did the work; only the answer was lost
+
+
+BAD_REPLIES = {
+    "http-502": {"http_status": 502, "body": "<html>502 Bad Gateway</html>"},
+    "non-json": {"raw": "<html>not json</html>"},
+    "dropped": {"drop": True},
+}
+
+
+@pytest.mark.parametrize("reply", ["http-502", "non-json"])
+def test_unreadable_reply_to_create_is_not_retried(emulator: DbbrainEmulator, reply: str) -> None:
+    emulator.script("CreateKillTask", BAD_REPLIES[reply])
+
+    error = cloud_error(lambda: gateway(emulator.endpoint).create_kill_task(new_spec(user="a")))
+
+    assert error.outcome_unknown is True
+    assert error.attempts == 1
+    assert len(emulator.calls_of("CreateKillTask")) == 1
+    assert "It will not be sent again" in error.explain()
+
+
+@pytest.mark.parametrize("reply", sorted(BAD_REPLIES))
+def test_cancel_is_retried_after_an_unreadable_reply(emulator: DbbrainEmulator, reply: str) -> None:
+    spec = new_spec(user="app")
+    gw = gateway(emulator.endpoint)
+    gw.create_kill_task(spec)
+    emulator.script("CancelKillTask", BAD_REPLIES[reply])
+
+    result = gw.cancel_kill_task(spec.instance_id, "mysql")
+
+    assert result.attempts == 2
+    calls = emulator.calls_of("CancelKillTask")
+    assert len(calls) == 2
+    assert result.request_id == calls[-1].request_id
+    assert emulator.active_task(spec.instance_id) is None
+
+
+# ---------------------------------------------------------------- errors DBbrain answers
+
+
+def test_wrong_secret_key_is_refused_and_not_retried(emulator: DbbrainEmulator) -> None:
+    wrong_key = "not-the-right-secret-key"
+    gw = gateway(emulator.endpoint, secret_key=wrong_key)
+
+    error = cloud_error(lambda: gw.create_kill_task(new_spec(user="app")))
+
+    assert error.code.startswith("AuthFailure")
+    assert error.attempts == 1
+    assert len(emulator.calls) == 1
+    assert emulator.tasks == []
+    assert "refused the bot's own cloud credentials" in error.explain()
+    assert "TENCENTCLOUD_SECRET_ID" in error.explain()
+    for text in (str(error), error.explain()):
+        assert wrong_key not in text and SECRET_KEY not in text
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "explained"),
+    [
+        ("UnauthorizedOperation", "CAM said no", "CAM policy needs dbbrain:CreateKillTask"),
+        ("OperationDenied", "no strategy", "CAM policy needs dbbrain:CreateKillTask"),
+        ("InvalidParameterValue", "Host is not an IP address", "Host is not an IP address"),
+        ("InternalError", "backend hiccup", "InternalError: backend hiccup"),
+    ],
+)
+def test_dbbrain_errors_are_not_retried_and_explained(
+    emulator: DbbrainEmulator, code: str, message: str, explained: str
+) -> None:
+    emulator.script("CreateKillTask", {"error": code, "message": message})
+
+    error = cloud_error(lambda: gateway(emulator.endpoint).create_kill_task(new_spec(user="a")))
+
+    (call,) = emulator.calls_of("CreateKillTask")
+    assert error.code == code
+    assert error.request_id == call.request_id
+    assert error.attempts == 1
+    assert error.outcome_unknown is False
+    assert emulator.tasks == []
+    assert explained in error.explain()
+    assert "Nothing was created" in error.explain()
+
+
+def test_task_already_running_is_reported_plainly(emulator: DbbrainEmulator) -> None:
+    spec = new_spec(user="app")
+    gw = gateway(emulator.endpoint)
+    gw.create_kill_task(spec)  # e.g. started from the console
+
+    error = cloud_error(lambda: gw.create_kill_task(spec))
+
+    assert error.code == "UnsupportedOperation.HasDuplicatedTask"
+    assert error.attempts == 1
+    assert len(emulator.calls_of("CreateKillTask")) == 2
+    assert len(emulator.tasks) == 1
+    assert "already runs a kill task" in error.explain()
+    assert "/killtask stop" in error.explain()
+
+
+# ---------------------------------------------------------------- rate limiter
+
+
+class FakeClock:
+    """Time that moves only when the limiter sleeps."""
+
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    # RateLimiter sleeps through the module's `time`; swap only that module's view of it.
+    monkeypatch.setattr(dbbrain_module, "time", SimpleNamespace(sleep=fake.sleep))
+    return fake
+
+
+def acquire_times(limiter: RateLimiter, clock: FakeClock, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        limiter.acquire()
+        times.append(clock.now)
+    return times
+
+
+def most_in_any_second(times: list[float]) -> int:
+    # A window [t, t + 1) holding the most calls starts at one of the calls.
+    return max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
+
+
+def test_rate_limiter_never_exceeds_its_rate_in_any_second(clock: FakeClock) -> None:
+    limiter = RateLimiter(rate=20, clock=clock)
+
+    times = acquire_times(limiter, clock, 45)
+
+    assert most_in_any_second(times) == 20
+    assert times[:20] == [times[0]] * 20  # the first 20 go at once
+    # ...and it waits no longer than it must: 45 calls at 20/s need just over 2 s.
+    assert times[-1] - times[0] == pytest.approx(2.0, abs=0.01)
+
+
+def test_rate_limiter_sliding_window_has_no_edge_burst(clock: FakeClock) -> None:
+    limiter = RateLimiter(rate=5, clock=clock)
+    start = clock.now
+    times = []
+    for offset in (0.0, 0.2, 0.4, 0.6, 0.9):  # spread over the first second
+        clock.now = start + offset
+        limiter.acquire()
+        times.append(clock.now)
+
+    clock.now = start + 1.0  # a fixed window would allow 5 more at once here
+    times += acquire_times(limiter, clock, 5)
+
+    assert most_in_any_second(times) == 5
+    assert times[-5:] == pytest.approx([start + o for o in (1.0, 1.2, 1.4, 1.6, 1.9)], abs=0.01)
+
+
+def test_rate_limiter_lets_calls_through_again_after_a_quiet_second(clock: FakeClock) -> None:
+    limiter = RateLimiter(rate=3, clock=clock)
+    acquire_times(limiter, clock, 3)
+    clock.now += 1.0
+    before = clock.now
+
+    acquire_times(limiter, clock, 3)
+
+    assert clock.now == before  # no waiting
+
+
+# ---------------------------------------------------------------- split_endpoint
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        ("http://127.0.0.1:9100", ("http", "127.0.0.1:9100")),
+        ("https://dbbrain.tencentcloudapi.com", ("https", "dbbrain.tencentcloudapi.com")),
+        ("https://dbbrain.tencentcloudapi.com/", ("https", "dbbrain.tencentcloudapi.com")),
+        ("dbbrain.tencentcloudapi.com", ("https", "dbbrain.tencentcloudapi.com")),
+        ("127.0.0.1:9100", ("https", "127.0.0.1:9100")),
+    ],
+)
+def test_split_endpoint(endpoint: str, expected: tuple[str, str]) -> None:
+    assert split_endpoint(endpoint) == expected
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["ftp://dbbrain.tencentcloudapi.com", "https://host/v3", "http://", ""]
+)
+def test_split_endpoint_rejects(endpoint: str) -> None:
+    with pytest.raises(ValueError, match="http://host:port"):
+        split_endpoint(endpoint)
+
+
+def test_gateway_rejects_a_bad_endpoint_at_construction() -> None:
+    with pytest.raises(ValueError):
+        gateway("ftp://x")
