@@ -35,8 +35,36 @@ def fail(lines: list[str]) -> None:
     sys.exit(2)
 
 
+def prepare_database(database_url: str, migrate: bool) -> None:
+    """Migrate the schema, or check that someone did; one clear line when it cannot."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.migrate import current, head, upgrade
+    from bot.store import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        if migrate:
+            upgrade(engine)
+        elif current(engine) != head():
+            fail(
+                [
+                    f"the database schema is at {current(engine) or 'nothing'}, the bot needs "
+                    f"{head()}: run `python -m bot migrate` (or set MIGRATE_ON_START=true)."
+                ]
+            )
+    except SQLAlchemyError as exc:
+        cause = type(getattr(exc, "orig", None) or exc).__name__
+        fail([f"cannot use DATABASE_URL ({cause}): check the URL and that the server is up."])
+    finally:
+        engine.dispose()
+
+
 def main() -> None:
     load_dotenv(os.environ.get("DOTENV_PATH", ".env"), override=False)
+    if sys.argv[1:] == ["migrate"]:
+        migrate_only()
+        return
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -48,10 +76,20 @@ def main() -> None:
         fail([f"policy {settings.policy_file}: {exc}"])
         return
     configure_logging(settings)
+    prepare_database(settings.database_url.reveal(), settings.migrate_on_start)
     if settings.socket_mode:
         serve_socket_mode(settings, policy)
     else:
         serve_http(settings, policy)
+
+
+def migrate_only() -> None:
+    """`python -m bot migrate`: needs only DATABASE_URL."""
+    from bot.config import DEFAULT_DATABASE_URL
+    from bot.migrate import head
+
+    prepare_database(os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL, migrate=True)
+    print(f"killtask: database schema is at {head()}")
 
 
 def serve_socket_mode(settings: Settings, policy) -> None:  # type: ignore[no-untyped-def]

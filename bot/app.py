@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -57,6 +60,7 @@ class Bot:
     ticker: Ticker
 
     def start_background(self) -> None:
+        self.store.heartbeat(self.service.process_id)
         self.ticker.start()
 
     def shutdown(self) -> None:
@@ -75,7 +79,6 @@ def web_client(settings: Settings) -> WebClient:
 
 def build_bot(settings: Settings, policy: Policy) -> Bot:
     store = Store(make_engine(settings.database_url.reveal()))
-    store.create_schema()
     client = web_client(settings)
     cloud = DbbrainGateway(
         settings.tencent_secret_id.reveal(),
@@ -92,7 +95,10 @@ def build_bot(settings: Settings, policy: Policy) -> Bot:
         policy,
         notifier,
         SlackMembership(client),
-        starting_timeout=settings.dbbrain_timeout * 5 + 10,
+        # Longest a start can honestly take: every try timing out, plus the backoff between.
+        starting_timeout=settings.dbbrain_timeout * 4 + 10,
+        process_id=f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        heartbeat_grace=max(5 * settings.tick_seconds, 2.0),
     )
     executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="slack-listener")
     app = App(

@@ -10,11 +10,15 @@ from typing import Protocol
 
 from bot.killtask import KillTaskSpec
 
+# One line per try of a call: the error code (or "ok") and DBbrain's RequestId, if any.
+Attempt = tuple[str, str | None]
+
 
 @dataclass(frozen=True)
 class CloudResult:
     request_id: str
     attempts: int = 1
+    tries: tuple[Attempt, ...] = ()
 
 
 class CloudError(Exception):
@@ -29,8 +33,10 @@ class CloudError(Exception):
         outcome_unknown: bool = False,
         attempts: int = 1,
         action: str = "CreateKillTask",
+        tries: tuple[Attempt, ...] = (),
     ):
         self.action = action
+        self.tries = tries
         self.code = code
         self.message = message
         self.request_id = request_id

@@ -62,6 +62,7 @@ class Settings:
     host: str
     port: int
     tick_seconds: float
+    migrate_on_start: bool = True
 
     @property
     def socket_mode(self) -> bool:
@@ -156,6 +157,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     timeout = number("DBBRAIN_TIMEOUT", "10", 1, 60)
     tick = number("TICK_SECONDS", "5", 0.05, 300, float)
 
+    migrate_raw = (get("MIGRATE_ON_START", "true") or "true").lower()
+    if migrate_raw not in ("true", "false", "1", "0", "yes", "no"):
+        problems.append("MIGRATE_ON_START must be true or false.")
+
     if problems:
         raise SettingsError(problems)
     return Settings(
@@ -175,6 +180,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         host=get("HOST", "0.0.0.0") or "0.0.0.0",
         port=port,
         tick_seconds=tick,
+        migrate_on_start=migrate_raw in ("true", "1", "yes"),
     )
 
 

@@ -127,6 +127,7 @@ class DbbrainGateway:
         request = getattr(models, f"{action}Request")()
         request._deserialize(params)
         last: CloudError | None = None
+        tries: list[tuple[str, str | None]] = []
         for attempt in range(1, self._max_attempts + 1):
             if attempt > 1:
                 # Exponential backoff with full jitter, so replicas do not retry in step.
@@ -137,6 +138,8 @@ class DbbrainGateway:
             except TencentCloudSDKException as exc:
                 last, retry = self._translate(action, exc, attempt, idempotent)
                 retry = retry and attempt < self._max_attempts
+                tries.append((last.code, last.request_id))
+                last.tries = tuple(tries)
                 log.warning(
                     "dbbrain_error action=%s code=%s request_id=%s attempt=%d retry=%s",
                     action, last.code, last.request_id, attempt, retry,
@@ -144,6 +147,7 @@ class DbbrainGateway:
                 if not retry:
                     raise last from exc
                 continue
+            tries.append(("ok" if response.Status == 1 else "BadResponse", response.RequestId))
             if getattr(response, "Status", None) != 1:
                 # e.g. an error reply the SDK did not recognise: the outcome is not certain.
                 raise CloudError(
@@ -153,11 +157,12 @@ class DbbrainGateway:
                     outcome_unknown=not idempotent,
                     attempts=attempt,
                     action=action,
+                    tries=tuple(tries),
                 )
             log.info(
                 "dbbrain_ok action=%s request_id=%s attempt=%d", action, response.RequestId, attempt
             )
-            return CloudResult(request_id=response.RequestId, attempts=attempt)
+            return CloudResult(response.RequestId, attempts=attempt, tries=tuple(tries))
         assert last is not None
         raise last
 

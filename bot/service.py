@@ -58,6 +58,8 @@ class KillTaskService:
         membership: Membership,
         clock: Callable[[], float] = time.time,
         starting_timeout: float = 120.0,
+        process_id: str = "local",
+        heartbeat_grace: float = 15.0,
     ):
         self.store = store
         self.cloud = cloud
@@ -66,6 +68,8 @@ class KillTaskService:
         self.membership = membership
         self.clock = clock
         self.starting_timeout = starting_timeout
+        self.process_id = process_id
+        self.heartbeat_grace = heartbeat_grace
 
     # ------------------------------------------------------------ policy
 
@@ -274,7 +278,9 @@ class KillTaskService:
     def _start(self, request: KillRequest, user_id: str) -> Outcome:
         """Claim the request (one conditional UPDATE) and, if this call won, create the task."""
         now = self.clock()
-        claimed = self.store.move(request.id, State.STARTING, decided_by=user_id, decided_at=now)
+        claimed = self.store.move(
+            request.id, State.STARTING, decided_by=user_id, decided_at=now, owner=self.process_id
+        )
         if claimed is None:
             latest = self.store.get(request.id) or request
             return self._closed(latest)
@@ -291,7 +297,9 @@ class KillTaskService:
         try:
             result = self.cloud.create_kill_task(request.spec)
         except CloudError as error:
+            self._audit_tries(request, user_id, error.tries)
             return self._start_failed(claimed, user_id, error)
+        self._audit_tries(request, user_id, result.tries)
         started = self.clock()
         ends_at = None if request.spec.until_stopped else started + request.spec.duration
         running = self.store.move(
@@ -320,6 +328,18 @@ class KillTaskService:
             f"DBbrain RequestId `{result.request_id}`.",
         )
         return Outcome(True, f"Kill task for request #{request.id} is running.", request)
+
+    def _audit_tries(self, request: KillRequest, user_id: str, tries: tuple) -> None:
+        """Every try that did not succeed gets its own audit row, with DBbrain's RequestId."""
+        for number, (code, cloud_request_id) in enumerate(tries, start=1):
+            if code == "ok":
+                continue
+            self.store.audit(
+                actor_id=user_id, action="create_kill_task", outcome=f"try_{number}_failed",
+                request_id=request.id, channel_id=request.channel_id,
+                instance_id=request.spec.instance_id, cloud_request_id=cloud_request_id,
+                detail=code,
+            )  # fmt: skip
 
     def _start_failed(self, request: KillRequest, user_id: str, error: CloudError) -> Outcome:
         state = State.UNKNOWN if error.outcome_unknown else State.FAILED
@@ -475,6 +495,7 @@ class KillTaskService:
     def tick(self) -> None:
         """Expire, finish, give up on lost starts, and bring stale cards up to date."""
         now = self.clock()
+        self.store.heartbeat(self.process_id)
         for request in self.store.due_to_expire(now):
             self._expire(request)
         for request in self.store.due_to_finish(now):
@@ -488,9 +509,10 @@ class KillTaskService:
                 self.notifier.thread_reply(
                     moved, "The kill task's duration has passed; it is finished."
                 )
-        for request in self.store.in_state(State.STARTING):
-            if (request.decided_at or 0) + self.starting_timeout <= now:
-                self.mark_lost_start(request)
+        for request in self.store.lost_starts(
+            stale_before=now - self.heartbeat_grace, started_before=now - self.starting_timeout
+        ):
+            self.mark_lost_start(request)
         for request in self.store.cards_behind():
             self.sync_card(request.id)
 

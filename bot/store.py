@@ -26,6 +26,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -63,6 +64,8 @@ kill_requests = Table(
     Column("error_message", Text),
     Column("stopped_by", String(32)),
     Column("stopped_at", Float),
+    # The process that claimed the start; if it stops beating, the start is lost (unknown).
+    Column("owner", String(64)),
     # The card is re-rendered from this row; card_rev counts changes, card_synced_rev the last
     # one Slack accepted, so a card that missed an update catches up later.
     Column("card_rev", Integer, nullable=False, default=0),
@@ -72,6 +75,15 @@ kill_requests = Table(
     Index("ix_kill_requests_instance", "instance_id", "product", "state"),
     Index("ix_kill_requests_channel", "channel_id", "state"),
     Index("ix_kill_requests_card", "card_synced_rev", "card_rev"),
+)
+
+# Each running replica beats here every tick, so others can tell a crashed one from a slow one.
+bot_processes = Table(
+    "bot_processes",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
 )
 
 approvals = Table(
@@ -125,7 +137,39 @@ class Store:
         self._clock = clock
 
     def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+        """Bring the schema to the newest migration (Alembic), creating it if needed."""
+        from bot.migrate import upgrade
+
+        upgrade(self.engine)
+
+    # ------------------------------------------------------------ processes
+
+    def heartbeat(self, process_id: str) -> None:
+        now = self._clock()
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                update(bot_processes)
+                .where(bot_processes.c.id == process_id)
+                .values(heartbeat_at=now)
+            ).rowcount
+            if not updated:
+                conn.execute(
+                    insert(bot_processes).values(id=process_id, started_at=now, heartbeat_at=now)
+                )
+
+    def lost_starts(self, stale_before: float, started_before: float) -> list[KillRequest]:
+        """Starts whose owner stopped beating, or that have been starting for far too long."""
+        alive = select(bot_processes.c.id).where(bot_processes.c.heartbeat_at >= stale_before)
+        return self._select(
+            select(kill_requests).where(
+                kill_requests.c.state == State.STARTING.value,
+                or_(
+                    kill_requests.c.owner.is_(None),
+                    kill_requests.c.owner.not_in(alive),
+                    kill_requests.c.decided_at < started_before,
+                ),
+            )
+        )
 
     # ------------------------------------------------------------ requests
 

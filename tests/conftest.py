@@ -321,3 +321,35 @@ def buttons(message: dict) -> list[str]:
             if element.get("type") == "button":
                 found.append(element["action_id"])
     return found
+
+
+# ---------------------------------------------------------------- database servers
+
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _service_missing(what: str, why: str) -> None:
+    message = f"{what} is not reachable ({why}); set its URL or start the server"
+    if os.environ.get("REQUIRE_SERVICES") == "1":
+        pytest.fail(f"REQUIRE_SERVICES=1 but {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A fresh schema on the test PostgreSQL server, as a plain postgresql:// URL."""
+    from sqlalchemy import create_engine, text
+
+    base = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    schema = f"kt_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = create_engine(base, connect_args={"connect_timeout": 3})
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+    except Exception as exc:
+        _service_missing(f"PostgreSQL at {base}", type(exc).__name__)
+    separator = "&" if "?" in base else "?"
+    yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()

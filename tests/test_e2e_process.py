@@ -21,6 +21,7 @@ from tests.conftest import (
     BotProcess,
     Driver,
     bot_env,
+    buttons,
     card_text,
     new_instance,
     start_bot,
@@ -161,3 +162,35 @@ def test_secrets_never_reach_logs_slack_or_audit(
     written += (tmp_path / "killtask.db").read_bytes().decode("latin-1")
     for secret in secrets:
         assert secret not in written
+
+
+def test_crash_during_create_leaves_outcome_unknown_and_never_resends(
+    tmp_path: Path, slack: FakeSlack, dbbrain: DbbrainEmulator
+) -> None:
+    bot = start_bot(tmp_path, slack, dbbrain)
+    instance = new_instance()
+    try:
+        driver = Driver(bot, slack, dbbrain)
+        card = driver.file(instance)
+        dbbrain.script("CreateKillTask", {"delay": 2.0})
+        driver.click("approve", card, APPROVER)
+        driver.wait_card(card, "Approved, starting")
+    finally:
+        bot.stop(signal.SIGKILL)
+    again = start_bot(tmp_path, slack, dbbrain)
+    try:
+        driver = Driver(again, slack, dbbrain)
+        unknown = driver.wait_card(card, "Outcome unknown", timeout=15)
+        assert "will not be sent again" in card_text(unknown)
+        assert "stop" in buttons(unknown)
+        driver.wait_thread(card, "Outcome unknown")
+        dbbrain.wait_for_calls("CreateKillTask", 1)
+        time.sleep(1.0)
+        created = [c for c in dbbrain.calls if c.action == "CreateKillTask"
+                   and c.params.get("InstanceId") == instance]  # fmt: skip
+        assert len(created) == 1
+        # Stop resolves it: CancelKillTask is safe to send whatever happened
+        driver.click("stop", card, APPROVER)
+        driver.wait_card(card, "Stopped")
+    finally:
+        assert again.stop() == 0
