@@ -15,13 +15,13 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.config import Settings
-from bot.dbbrain import DbbrainGateway
+from bot.dbbrain import AllLimits, DbbrainGateway, RateLimiter
 from bot.policy import Policy
 from bot.service import KillTaskService
 from bot.slack import register
 from bot.slack.adapters import SlackMembership, SlackNotifier
 from bot.slack.handlers import Handlers
-from bot.store import Store, make_engine
+from bot.store import SharedRateLimit, Store, make_engine
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ def build_bot(settings: Settings, policy: Policy) -> Bot:
         settings.tencent_region,
         settings.dbbrain_endpoint,
         timeout=settings.dbbrain_timeout,
+        limiter=AllLimits(RateLimiter(), SharedRateLimit(store.engine)),
     )
     notifier = SlackNotifier(client, policy.approval.required)
     service = KillTaskService(

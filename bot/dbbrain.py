@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -56,6 +57,21 @@ class RateLimiter:
             time.sleep(max(wait, 0.001))
 
 
+class Limiter(Protocol):
+    def acquire(self) -> None: ...
+
+
+class AllLimits:
+    """Wait for every limit in turn: this process's own first (cheap), then the shared one."""
+
+    def __init__(self, *limiters: Limiter):
+        self.limiters = limiters
+
+    def acquire(self) -> None:
+        for limiter in self.limiters:
+            limiter.acquire()
+
+
 def split_endpoint(endpoint: str) -> tuple[str, str]:
     """'http://127.0.0.1:9100' -> ('http', '127.0.0.1:9100'); the SDK wants them apart, and a
     scheme left inside its endpoint would be signed as the Host header."""
@@ -95,7 +111,7 @@ class DbbrainGateway:
         endpoint: str = DEFAULT_ENDPOINT,
         timeout: int = 10,
         max_attempts: int = 4,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
         scheme, host = split_endpoint(endpoint)

@@ -86,6 +86,22 @@ bot_processes = Table(
     Column("heartbeat_at", Float, nullable=False),
 )
 
+# Every DBbrain call any replica makes, so together they stay under DBbrain's 20 per second.
+cloud_calls = Table(
+    "cloud_calls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Index("ix_cloud_calls_at", "at"),
+)
+# One row, updated first in each limiter transaction: a lock every database understands.
+rate_lock = Table(
+    "rate_lock",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+
 approvals = Table(
     "approvals",
     metadata,
@@ -421,3 +437,48 @@ class Store:
             stopped_at=row["stopped_at"],
             card_rev=row["card_rev"],
         )
+
+
+class SharedRateLimit:
+    """At most `rate` DBbrain calls in any second across every replica sharing the database.
+
+    Each acquire is one short transaction: lock the single rate_lock row, count the calls of the
+    last second, and record this one if there is room. Clocks of replicas on different hosts
+    should agree to well under a second (NTP), as they do for Slack's signatures anyway.
+    """
+
+    def __init__(self, engine: Engine, rate: int = 20, clock=time.time, sleep=time.sleep):  # type: ignore[no-untyped-def]
+        self.engine = engine
+        self.rate = rate
+        self._clock = clock
+        self._sleep = sleep
+
+    def acquire(self) -> None:
+        while True:
+            wait = self._try()
+            if wait <= 0:
+                return
+            self._sleep(wait)
+
+    def _try(self) -> float:
+        with self.engine.begin() as conn:
+            locked = conn.execute(
+                update(rate_lock).where(rate_lock.c.id == 1).values(n=rate_lock.c.n + 1)
+            ).rowcount
+            if not locked:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(rate_lock).values(id=1, n=0))
+                except IntegrityError:
+                    pass
+                return 0.001  # the row exists now; go round and take the lock
+            now = self._clock()
+            recent = conn.execute(
+                select(func.count(), func.min(cloud_calls.c.at)).where(cloud_calls.c.at > now - 1.0)
+            ).one()
+            if recent[0] < self.rate:
+                conn.execute(insert(cloud_calls).values(at=now))
+                if recent[0] == 0:  # now and then, forget calls nobody will count again
+                    conn.execute(cloud_calls.delete().where(cloud_calls.c.at < now - 60))
+                return 0.0
+            return max(recent[1] + 1.0 - now, 0.001)

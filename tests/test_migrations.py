@@ -78,3 +78,27 @@ def test_unusable_database_is_one_clear_line(url: str, tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().startswith("killtask: cannot use DATABASE_URL")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_shared_rate_limit_counts_every_replica(tmp_path: Path) -> None:
+    """Two limiters on one database (two replicas) never let 21 calls into one second."""
+    from bot.store import SharedRateLimit
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'k.db'}")
+    upgrade(engine)
+    now = [1000.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    replicas = [SharedRateLimit(engine, 20, clock=lambda: now[0], sleep=sleep) for _ in range(2)]
+    granted: list[float] = []
+    for i in range(50):
+        replicas[i % 2].acquire()
+        granted.append(now[0])
+    for t in granted:
+        assert len([g for g in granted if t <= g < t + 1.0]) <= 20
+    assert granted[19] == 1000.0 and granted[20] >= 1001.0
+    engine.dispose()
