@@ -60,6 +60,7 @@ class KillTaskService:
         starting_timeout: float = 120.0,
         process_id: str = "local",
         heartbeat_grace: float = 15.0,
+        card_claim_timeout: float = 30.0,
     ):
         self.store = store
         self.cloud = cloud
@@ -70,6 +71,8 @@ class KillTaskService:
         self.starting_timeout = starting_timeout
         self.process_id = process_id
         self.heartbeat_grace = heartbeat_grace
+        # Longer than one post_card can take (Slack timeout plus retries): then another try.
+        self.card_claim_timeout = card_claim_timeout
 
     # ------------------------------------------------------------ policy
 
@@ -167,11 +170,7 @@ class KillTaskService:
             instance_id=spec.instance_id,
             detail=f"{spec.cloud_params()} reason={spec.reason!r} break_glass={break_glass}",
         )
-        ts = self.notifier.post_card(request)
-        if ts:
-            self.store.set_message_ts(request.id, ts)
-            self.store.mark_card_synced(request.id, request.card_rev)
-            request = self.store.get(request.id) or request
+        request = self._post_card(request)
         if break_glass:
             self.notifier.thread_reply(
                 request,
@@ -180,12 +179,26 @@ class KillTaskService:
             )
             return self._start(request, user_id)
         missing = self.policy.approval.required
+        card_note = (
+            ""
+            if request.message_ts
+            else " Slack did not take its card just now; it will appear when Slack answers."
+        )
         return Outcome(
             True,
             f"Request #{request.id} is filed. It needs {missing} approval"
-            f"{'s' if missing > 1 else ''} from someone else before anything is killed.",
+            f"{'s' if missing > 1 else ''} from someone else before anything is killed."
+            + card_note,
             request,
         )
+
+    def _post_card(self, request: KillRequest) -> KillRequest:
+        ts = self.notifier.post_card(request)
+        if not ts:
+            return request
+        self.store.set_message_ts(request.id, ts)
+        self.store.mark_card_synced(request.id, request.card_rev)
+        return self.store.get(request.id) or request
 
     @staticmethod
     def _busy_message(busy: KillRequest) -> str:
@@ -515,6 +528,10 @@ class KillTaskService:
             self.mark_lost_start(request)
         for request in self.store.cards_behind():
             self.sync_card(request.id)
+        stale = now - self.card_claim_timeout
+        for request in self.store.unposted_cards(claimed_before=stale):
+            if self.store.claim_card_post(request.id, claimed_before=stale):
+                self._post_card(request)
 
     def mark_lost_start(self, request: KillRequest) -> None:
         """A start whose process died mid-call: say so, and never send it again by itself."""

@@ -70,6 +70,8 @@ kill_requests = Table(
     # one Slack accepted, so a card that missed an update catches up later.
     Column("card_rev", Integer, nullable=False, default=0),
     Column("card_synced_rev", Integer, nullable=False, default=0),
+    # When a process last took on posting the card; a stale claim lets another one retry.
+    Column("card_claimed_at", Float),
     Index("ix_kill_requests_state_expires", "state", "expires_at"),
     Index("ix_kill_requests_state_ends", "state", "ends_at"),
     Index("ix_kill_requests_instance", "instance_id", "product", "state"),
@@ -214,6 +216,7 @@ class Store:
             "expires_at": expires_at,
             "card_rev": 1,
             "card_synced_rev": 0,
+            "card_claimed_at": self._clock(),
         }
         try:
             with self.engine.begin() as conn:
@@ -340,6 +343,34 @@ class Store:
             .order_by(kill_requests.c.id)
             .limit(limit)
         )
+
+    def unposted_cards(self, claimed_before: float, limit: int = 20) -> list[KillRequest]:
+        """Requests whose card never reached Slack, and nobody is trying right now."""
+        return self._select(
+            select(kill_requests)
+            .where(
+                kill_requests.c.message_ts.is_(None),
+                kill_requests.c.state.in_([s.value for s in OPEN_STATES]),
+                kill_requests.c.card_claimed_at < claimed_before,
+            )
+            .order_by(kill_requests.c.id)
+            .limit(limit)
+        )
+
+    def claim_card_post(self, request_id: int, claimed_before: float) -> bool:
+        with self.engine.begin() as conn:
+            return (
+                conn.execute(
+                    update(kill_requests)
+                    .where(
+                        kill_requests.c.id == request_id,
+                        kill_requests.c.message_ts.is_(None),
+                        kill_requests.c.card_claimed_at < claimed_before,
+                    )
+                    .values(card_claimed_at=self._clock())
+                ).rowcount
+                == 1
+            )
 
     def mark_card_synced(self, request_id: int, rev: int) -> None:
         with self.engine.begin() as conn:

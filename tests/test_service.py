@@ -176,3 +176,19 @@ def test_cards_catch_up_when_slack_comes_back(world) -> None:
     service.tick()
     assert notifier.cards[request.id].approvers == ("U0A1",)
     assert store.cards_behind() == []
+
+
+def test_card_that_slack_refused_is_posted_later_once(world) -> None:
+    service, store, _, notifier, clock = world
+    notifier.slack_down = True
+    outcome = service.file("U0REQ", CHANNEL, spec())
+    assert outcome.ok and "will appear when Slack answers" in outcome.message
+    notifier.slack_down = False
+    service.tick()  # the filing process's claim is still fresh: nobody else posts yet
+    assert outcome.request.id not in notifier.cards
+    clock.now += 31
+    service.tick()
+    service.tick()
+    assert notifier.cards[outcome.request.id].id == outcome.request.id
+    assert store.get(outcome.request.id).message_ts == f"ts-{outcome.request.id}"
+    assert store.unposted_cards(claimed_before=clock.now + 100) == []

@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("owner", sa.String(64)),
         sa.Column("card_rev", sa.Integer, nullable=False),
         sa.Column("card_synced_rev", sa.Integer, nullable=False),
+        sa.Column("card_claimed_at", sa.Float),
     )
     op.create_index("ix_kill_requests_state_expires", "kill_requests", ["state", "expires_at"])
     op.create_index("ix_kill_requests_state_ends", "kill_requests", ["state", "ends_at"])
