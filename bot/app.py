@@ -57,6 +57,7 @@ class Bot:
     service: KillTaskService
     store: Store
     executor: ThreadPoolExecutor
+    work: ThreadPoolExecutor
     ticker: Ticker
 
     def start_background(self) -> None:
@@ -67,6 +68,7 @@ class Bot:
         """Stop the clock, then let every click already acked finish its work."""
         self.ticker.stop()
         self.executor.shutdown(wait=True)
+        self.work.shutdown(wait=True)
 
 
 def web_client(settings: Settings) -> WebClient:
@@ -109,5 +111,6 @@ def build_bot(settings: Settings, policy: Policy) -> Bot:
         # the token was checked when the process started; not again per replica restart
         token_verification_enabled=False,
     )
-    register(app, Handlers(service, notifier))
-    return Bot(app, service, store, executor, Ticker(service, settings.tick_seconds))
+    work = ThreadPoolExecutor(max_workers=16, thread_name_prefix="work")
+    register(app, Handlers(service, notifier, work))
+    return Bot(app, service, store, executor, work, Ticker(service, settings.tick_seconds))

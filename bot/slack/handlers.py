@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
 
 from slack_bolt import Ack
 from slack_sdk import WebClient
@@ -23,9 +25,22 @@ log = logging.getLogger(__name__)
 
 
 class Handlers:
-    def __init__(self, service: KillTaskService, notifier: SlackNotifier):
+    """`work` runs everything after the ack, so Bolt's listener threads are free again at once
+    and a storm of clicks waiting on DBbrain's rate limit cannot delay anyone's ack."""
+
+    def __init__(self, service: KillTaskService, notifier: SlackNotifier, work: Executor):
         self.service = service
         self.notifier = notifier
+        self.work = work
+
+    def later(self, task: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                task()
+            except Exception:
+                log.exception("work_failed")
+
+        self.work.submit(run)
 
     @property
     def _protected(self) -> frozenset[str]:
@@ -50,9 +65,13 @@ class Handlers:
             return
         if line.verb == "list":
             ack()
-            found = self.service.open_requests(user_id, channel_id)
-            text = found.message if isinstance(found, Outcome) else blocks.list_text(found)
-            self.notifier.tell(channel_id, user_id, text, response_url)
+
+            def show_list() -> None:
+                found = self.service.open_requests(user_id, channel_id)
+                text = found.message if isinstance(found, Outcome) else blocks.list_text(found)
+                self.notifier.tell(channel_id, user_id, text, response_url)
+
+            self.later(show_list)
             return
         if line.verb == "stop":
             try:
@@ -61,8 +80,12 @@ class Handlers:
                 _reply(ack, blocks.spec_error_text(error))
                 return
             ack()
-            outcome = self.service.stop_instance(user_id, channel_id, instance_id, product, reason)
-            self.notifier.tell(channel_id, user_id, outcome.message, response_url)
+            self.later(
+                lambda: self._answer(
+                    self.service.stop_instance(user_id, channel_id, instance_id, product, reason),
+                    channel_id, user_id, response_url, always=True,
+                )
+            )  # fmt: skip
             return
         try:
             spec = build_spec(line.fields, self._protected)
@@ -75,14 +98,16 @@ class Handlers:
             _reply(ack, f"Unknown option `--{flag}`; the only option is `--break-glass`.")
             return
         ack()
-        outcome = self.service.file(
-            user_id,
-            channel_id,
-            spec,
-            break_glass="break-glass" in line.flags,
-            source_key=f"cmd:{body.get('trigger_id') or ''}" if body.get("trigger_id") else None,
-        )
-        self.notifier.tell(channel_id, user_id, outcome.message, response_url)
+        trigger = body.get("trigger_id")
+        self.later(
+            lambda: self._answer(
+                self.service.file(
+                    user_id, channel_id, spec, break_glass="break-glass" in line.flags,
+                    source_key=f"cmd:{trigger}" if trigger else None,
+                ),
+                channel_id, user_id, response_url, always=True,
+            )
+        )  # fmt: skip
 
     # ------------------------------------------------------------ the modal
 
@@ -104,10 +129,13 @@ class Handlers:
             ack(response_action="errors", errors={decision.field: decision.reason[:150]})
             return
         ack()
-        outcome = self.service.file(
-            user_id, channel_id, spec, source_key=f"view:{view.get('id') or ''}"
-        )
-        self.notifier.tell(channel_id, user_id, outcome.message)
+        view_id = view.get("id") or ""
+        self.later(
+            lambda: self._answer(
+                self.service.file(user_id, channel_id, spec, source_key=f"view:{view_id}"),
+                channel_id, user_id, None, always=True,
+            )
+        )  # fmt: skip
 
     # ------------------------------------------------------------ buttons
 
@@ -126,10 +154,20 @@ class Handlers:
             "reject": self.service.reject,
             "stop": self.service.stop,
         }[verb]
-        outcome = use_case(user_id, request_id, channel_id, message_ts)
         # The card and its thread show successes; the clicker hears only about problems.
-        if not outcome.ok:
-            self.notifier.tell(channel_id, user_id, outcome.message, body.get("response_url"))
+        self.later(
+            lambda: self._answer(
+                use_case(user_id, request_id, channel_id, message_ts),
+                channel_id, user_id, body.get("response_url"), always=False,
+            )
+        )  # fmt: skip
+
+    def _answer(
+        self, outcome: Outcome, channel_id: str, user_id: str, response_url: str | None,
+        always: bool,
+    ) -> None:  # fmt: skip
+        if always or not outcome.ok:
+            self.notifier.tell(channel_id, user_id, outcome.message, response_url)
 
 
 def _reply(ack: Ack, text: str) -> None:
