@@ -21,6 +21,14 @@ class CloudResult:
     tries: tuple[Attempt, ...] = ()
 
 
+@dataclass(frozen=True)
+class SessionList:
+    """DescribeMySqlProcessList's answer: rows as DBbrain gives them (every value a string)."""
+
+    rows: list[dict[str, object]]
+    request_id: str
+
+
 class CloudError(Exception):
     """A DBbrain call that did not succeed, already translated into words a person can act on."""
 
@@ -97,3 +105,7 @@ class Cloud(Protocol):
     def create_kill_task(self, spec: KillTaskSpec) -> CloudResult: ...
 
     def cancel_kill_task(self, instance_id: str, product: str) -> CloudResult: ...
+
+    def list_sessions(
+        self, instance_id: str, product: str, filters: dict[str, object], limit: int
+    ) -> SessionList: ...

@@ -24,7 +24,7 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.dbbrain.v20210527 import dbbrain_client, models
 from urllib3.exceptions import NewConnectionError
 
-from bot.cloud import CloudError, CloudResult
+from bot.cloud import CloudError, CloudResult, SessionList
 from bot.killtask import KillTaskSpec
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,20 @@ class DbbrainGateway:
         params = {"InstanceId": instance_id, "Product": product}
         return self._call("CancelKillTask", params, idempotent=True)
 
+    def list_sessions(
+        self, instance_id: str, product: str, filters: dict[str, object], limit: int
+    ) -> SessionList:
+        params = {"InstanceId": instance_id, "Product": product, "Limit": limit, **filters}
+        result, response = self._call_raw("DescribeMySqlProcessList", params, idempotent=True)
+        rows = [item._serialize() for item in (response.ProcessList or [])]
+        return SessionList(rows=rows, request_id=result.request_id)
+
     def _call(self, action: str, params: dict[str, object], idempotent: bool) -> CloudResult:
+        return self._call_raw(action, params, idempotent)[0]
+
+    def _call_raw(
+        self, action: str, params: dict[str, object], idempotent: bool
+    ) -> tuple[CloudResult, object]:
         request = getattr(models, f"{action}Request")()
         request._deserialize(params)
         last: CloudError | None = None
@@ -163,12 +176,13 @@ class DbbrainGateway:
                 if not retry:
                     raise last from exc
                 continue
-            tries.append(("ok" if response.Status == 1 else "BadResponse", response.RequestId))
-            if getattr(response, "Status", None) != 1:
+            status = getattr(response, "Status", 1)  # reads have no Status field
+            tries.append(("ok" if status == 1 else "BadResponse", response.RequestId))
+            if status != 1:
                 # e.g. an error reply the SDK did not recognise: the outcome is not certain.
                 raise CloudError(
                     "BadResponse",
-                    f"DBbrain answered without Status 1 (Status={response.Status!r})",
+                    f"DBbrain answered without Status 1 (Status={status!r})",
                     request_id=response.RequestId,
                     outcome_unknown=not idempotent,
                     attempts=attempt,
@@ -178,7 +192,7 @@ class DbbrainGateway:
             log.info(
                 "dbbrain_ok action=%s request_id=%s attempt=%d", action, response.RequestId, attempt
             )
-            return CloudResult(response.RequestId, attempts=attempt, tries=tuple(tries))
+            return CloudResult(response.RequestId, attempts=attempt, tries=tuple(tries)), response
         assert last is not None
         raise last
 

@@ -328,7 +328,7 @@ class CommandLine:
     flags: frozenset[str] = frozenset()
 
 
-_SUBCOMMANDS = {"help", "list", "stop"}
+_SUBCOMMANDS = {"help", "list", "stop", "preview"}
 
 
 def split_line(text: str) -> CommandLine:

@@ -16,7 +16,7 @@ import yaml
 
 from bot.killtask import PRODUCTS, UNTIL_STOPPED
 
-VERBS = ("request", "approve", "reject", "stop", "kill_all", "break_glass")
+VERBS = ("request", "approve", "reject", "stop", "preview", "kill_all", "break_glass")
 DEFAULT_MAX_DURATION = 3600
 
 _USER_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
@@ -24,7 +24,7 @@ _GROUP_RE = re.compile(r"^S[A-Z0-9]{2,}$")
 _CHANNEL_RE = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 _ROLE_KEYS = {"members", "allow", "instances", "products", "max_duration"}
 _APPROVAL_KEYS = {"required", "allow_self_approval", "expires_after_minutes"}
-_TOP_KEYS = {"channels", "approval", "roles", "protected_users"}
+_TOP_KEYS = {"channels", "approval", "roles", "protected_users", "preview"}
 
 
 class PolicyError(ValueError):
@@ -79,6 +79,7 @@ class Policy:
     approval: Approval = Approval()
     channels: frozenset[str] | None = None
     protected_users: frozenset[str] = frozenset()
+    show_statements: bool = True  # statements can hold customer data; a policy may hide them
     groups: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -180,7 +181,14 @@ def parse_policy(data: object) -> Policy:
     protected = data.get("protected_users") or []
     if not isinstance(protected, list) or not all(isinstance(u, str) and u for u in protected):
         raise PolicyError("protected_users: must be a list of MySQL account names")
-    return Policy(roles, approval, channels, frozenset(protected))
+    preview = data.get("preview") or {}
+    if not isinstance(preview, dict):
+        raise PolicyError("preview: must be a mapping such as {show_statements: false}")
+    _no_unknown_keys(preview, {"show_statements"}, "preview.")
+    show = preview.get("show_statements", True)
+    if not isinstance(show, bool):
+        raise PolicyError("preview.show_statements: must be true or false")
+    return Policy(roles, approval, channels, frozenset(protected), show)
 
 
 def _parse_approval(data: object) -> Approval:

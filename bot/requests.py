@@ -6,7 +6,7 @@ so two clicks, two replicas or a Slack retry can never both win the same move.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.killtask import KillTaskSpec
@@ -70,7 +70,7 @@ class KillRequest:
     stopped_by: str | None = None
     stopped_at: float | None = None
     card_rev: int = 0
-    extra: dict[str, object] = field(default_factory=dict, compare=False)
+    preview: dict | None = None  # the last live preview, as stored (see bot.preview)
 
     @property
     def is_open(self) -> bool:

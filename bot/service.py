@@ -16,6 +16,7 @@ from typing import Protocol
 from bot.cloud import Cloud, CloudError
 from bot.killtask import KillTaskSpec, broad_reason
 from bot.policy import Decision, Policy, Target
+from bot.preview import Preview, list_filters, summarize
 from bot.requests import KillRequest, State, approval_problem, approvals_missing
 from bot.store import Store
 
@@ -38,6 +39,9 @@ class Membership(Protocol):
     def groups_of(self, user_id: str, groups: frozenset[str]) -> frozenset[str]: ...
 
 
+PREVIEW_LIMIT = 5000  # generous, so a storm of thousands still counts; a cut answer is flagged
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What to tell the person who acted (ephemeral), and the request it concerns."""
@@ -46,6 +50,7 @@ class Outcome:
     message: str
     request: KillRequest | None = None
     field: str | None = None
+    preview: Preview | None = None
 
 
 class KillTaskService:
@@ -171,13 +176,14 @@ class KillTaskService:
             detail=f"{spec.cloud_params()} reason={spec.reason!r} break_glass={break_glass}",
         )
         request = self._post_card(request)
+        preview = self._refresh_preview(request)
         if break_glass:
             self.notifier.thread_reply(
                 request,
                 f":rotating_light: <@{user_id}> used break-glass: this request SKIPPED APPROVAL. "
                 f"Reason: {spec.reason}",
             )
-            return self._start(request, user_id)
+            return self._start(request, user_id, preview)
         missing = self.policy.approval.required
         card_note = (
             ""
@@ -286,9 +292,11 @@ class KillTaskService:
                 request, f"<@{user_id}> approved. Waiting for {missing} more approval(s)."
             )
             return Outcome(True, f"Your approval is recorded; {missing} more needed.", request)
-        return self._start(request, user_id)
+        # What the approver approved, read again just before the kill task starts.
+        preview = self._refresh_preview(request)
+        return self._start(request, user_id, preview)
 
-    def _start(self, request: KillRequest, user_id: str) -> Outcome:
+    def _start(self, request: KillRequest, user_id: str, preview: Preview | None = None) -> Outcome:
         """Claim the request (one conditional UPDATE) and, if this call won, create the task."""
         now = self.clock()
         claimed = self.store.move(
@@ -337,7 +345,7 @@ class KillTaskService:
         how = "used break-glass and started" if request.break_glass else "approved; started"
         self.notifier.thread_reply(
             request,
-            f":white_check_mark: <@{user_id}> {how} the kill task. "
+            f":white_check_mark: <@{user_id}> {how} the kill task{_seen(preview)}. "
             f"DBbrain RequestId `{result.request_id}`.",
         )
         return Outcome(True, f"Kill task for request #{request.id} is running.", request)
@@ -493,6 +501,67 @@ class KillTaskService:
         )
         return Outcome(True, f"Kill task of request #{request.id} is stopped.", moved)
 
+    # ------------------------------------------------------------ preview
+
+    def read_preview(self, spec: KillTaskSpec) -> Preview:
+        """What the kill task would hit now, matched by the bot with the kill task's rules."""
+        now = self.clock()
+        try:
+            listed = self.cloud.list_sessions(
+                spec.instance_id, spec.product, list_filters(spec), PREVIEW_LIMIT
+            )
+        except CloudError as error:
+            return Preview(read_at=now, error=error.explain(), cloud_request_id=error.request_id)
+        return summarize(
+            spec,
+            listed.rows,
+            read_at=now,
+            limit=PREVIEW_LIMIT,
+            protected_users=self.policy.protected_users,
+            show_statements=self.policy.show_statements,
+            cloud_request_id=listed.request_id,
+        )
+
+    def _refresh_preview(self, request: KillRequest) -> Preview:
+        preview = self.read_preview(request.spec)
+        self.store.set_preview(request.id, preview.to_dict())
+        self.sync_card(request.id)
+        return preview
+
+    def preview(self, user_id: str, channel_id: str, spec: KillTaskSpec) -> Outcome:
+        """`/killtask preview`: the same summary as the card, filing nothing."""
+        target = Target(spec.instance_id, spec.product)
+        decision = self._check("preview", user_id, channel_id, target)
+        if not decision.allowed:
+            return self._deny(
+                user_id, "preview", decision, channel_id=channel_id, instance_id=spec.instance_id
+            )
+        preview = self.read_preview(spec)
+        self.store.audit(
+            actor_id=user_id, action="preview", outcome="failed" if preview.error else "read",
+            channel_id=channel_id, instance_id=spec.instance_id,
+            cloud_request_id=preview.cloud_request_id,
+            detail=f"{spec.cloud_params()} matched={preview.matched} read={preview.read}",
+        )  # fmt: skip
+        return Outcome(preview.error is None, preview.error or "", preview=preview)
+
+    def refresh_preview(
+        self, user_id: str, request_id: int, channel_id: str, message_ts: str | None = None
+    ) -> Outcome:
+        found = self._own_request(request_id, channel_id, message_ts, user_id, "preview")
+        if isinstance(found, Outcome):
+            return found
+        if found.state not in (State.PENDING, State.RUNNING):
+            return self._closed(found)
+        target = Target(found.spec.instance_id, found.spec.product)
+        decision = self._check("preview", user_id, channel_id, target)
+        if not decision.allowed:
+            return self._deny(user_id, "preview", decision, found)
+        preview = self._refresh_preview(found)
+        if preview.error:
+            return Outcome(False, f"Could not read the sessions: {preview.error}", found)
+        return Outcome(True, "", found, preview=preview)
+
     # ------------------------------------------------------------ read
 
     def open_requests(self, user_id: str, channel_id: str) -> Outcome | list[KillRequest]:
@@ -572,3 +641,11 @@ class KillTaskService:
             return
         if self.notifier.update_card(request):
             self.store.mark_card_synced(request.id, request.card_rev)
+
+
+def _seen(preview: Preview | None) -> str:
+    if preview is None or preview.error:
+        return " (the live preview could not be read just before)"
+    more = "+" if preview.truncated else ""
+    noun = "session" if preview.matched == 1 else "sessions"
+    return f" with {preview.matched}{more} matching {noun} seen just before"

@@ -72,6 +72,7 @@ kill_requests = Table(
     Column("card_synced_rev", Integer, nullable=False, default=0),
     # When a process last took on posting the card; a stale claim lets another one retry.
     Column("card_claimed_at", Float),
+    Column("preview", Text),  # the last live preview (JSON), shown on the card
     Index("ix_kill_requests_state_expires", "state", "expires_at"),
     Index("ix_kill_requests_state_ends", "state", "ends_at"),
     Index("ix_kill_requests_instance", "instance_id", "product", "state"),
@@ -255,6 +256,18 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(
                 update(kill_requests).where(kill_requests.c.id == request_id).values(message_ts=ts)
+            )
+
+    def set_preview(self, request_id: int, preview: dict[str, object]) -> None:
+        """Store a fresh preview and bump the card, so every replica shows it."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(kill_requests)
+                .where(kill_requests.c.id == request_id)
+                .values(
+                    preview=json.dumps(preview, ensure_ascii=False),
+                    card_rev=kill_requests.c.card_rev + 1,
+                )
             )
 
     def adopt_message_ts(self, request_id: int, ts: str) -> None:
@@ -467,6 +480,7 @@ class Store:
             stopped_by=row["stopped_by"],
             stopped_at=row["stopped_at"],
             card_rev=row["card_rev"],
+            preview=json.loads(row["preview"]) if row["preview"] else None,
         )
 
 

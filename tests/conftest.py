@@ -45,17 +45,17 @@ protected_users: [monitor]
 roles:
   oncall:
     members: [{REQUESTER}]
-    allow: [request]
+    allow: [request, preview]
     instances: ["cdb-*"]
     products: [mysql]
     max_duration: 3600
   dba:
     members: [S0DBA]
-    allow: [request, approve, reject, stop]
+    allow: [request, approve, reject, stop, preview]
     max_duration: -1
   commander:
     members: [{COMMANDER}]
-    allow: [request, approve, reject, stop, kill_all, break_glass]
+    allow: [request, approve, reject, stop, preview, kill_all, break_glass]
     max_duration: -1
 """
 

@@ -37,7 +37,7 @@ def test_command_file_approve_run_stop(driver: Driver) -> None:
     ) in text
     assert "connection storm" in text and f"<@{REQUESTER}>" in text
     assert "Expires" in text and "10 min" in text
-    assert buttons(pending) == ["approve", "reject"]
+    assert buttons(pending) == ["approve", "reject", "refresh_preview"]
     assert driver.dbbrain.calls_of("CreateKillTask") == [] or all(
         c.params["InstanceId"] != instance for c in driver.dbbrain.calls_of("CreateKillTask")
     )
@@ -62,7 +62,7 @@ def test_command_file_approve_run_stop(driver: Driver) -> None:
         "Time": 30,
     }
     assert call.request_id in card_text(running)
-    assert buttons(running) == ["stop"]
+    assert buttons(running) == ["stop", "refresh_preview"]
     assert call.request_id in driver.wait_thread(card, f"<@{APPROVER}> approved")
 
     driver.click("stop", card, APPROVER)

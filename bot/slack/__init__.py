@@ -11,5 +11,5 @@ from bot.slack.handlers import Handlers
 def register(app: App, handlers: Handlers) -> None:
     app.command("/killtask")(handlers.command)
     app.view(MODAL_CALLBACK)(handlers.modal_submitted)
-    for action_id in ("approve", "reject", "stop"):
+    for action_id in ("approve", "reject", "stop", "refresh_preview"):
         app.action(action_id)(handlers.button)

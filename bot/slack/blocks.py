@@ -19,6 +19,7 @@ from bot.killtask import (
     describe_filters,
 )
 from bot.killtask import PRODUCT_NAMES as PRODUCTS
+from bot.preview import Preview
 from bot.requests import KillRequest, State
 
 MODAL_CALLBACK = "killtask_file"
@@ -138,8 +139,59 @@ def card(request: KillRequest, approvals_required: int = 1) -> list[dict]:
     blocks.append(_section(f"*Kills* {esc(describe_filters(spec))}"))
     if spec.reason:
         blocks.append(_section(f"*Reason:* {esc(spec.reason)}"))
+    if request.preview and request.state in (State.PENDING, State.STARTING, State.RUNNING):
+        blocks.append(_section(preview_text(Preview.from_dict(request.preview))))
+    elif request.state is State.PENDING:
+        blocks.append(_section("_Reading the instance's live sessions…_"))
     blocks.extend(_state_blocks(request, approvals_required))
     return blocks
+
+
+def _code(text: str) -> str:
+    """Text safe inside `…`: escaped, and no backtick to end the span early."""
+    return esc(text.replace("`", "'"))
+
+
+def preview_text(preview: Preview) -> str:
+    """The live preview in a few lines; always under a section's 3,000 characters."""
+    if preview.error:
+        read = when(preview.read_at)
+        return f":grey_question: *Live preview unavailable* ({read}): {esc(preview.error)}"
+    noun = "session matches" if preview.matched == 1 else "sessions match"
+    more = "+" if preview.truncated else ""
+    lines = [
+        f"*Live preview* · read {when(preview.read_at)}",
+        f"*{preview.matched}{more} {noun} right now* (of {preview.read}{more} read)",
+    ]
+    if preview.truncated:
+        lines.append(
+            ":warning: DBbrain returned only the first "
+            f"{preview.read} sessions; the real numbers may be higher."
+        )
+    if preview.protected:
+        accounts = ", ".join(f"{esc(user)} ({n})" for user, n in preview.protected)
+        lines.append(
+            f":warning: *Protected accounts match these filters:* {accounts}. DBbrain would "
+            "kill their sessions too; narrow the filters (e.g. user=)."
+        )
+    for label, pairs in (
+        ("By account", preview.by_user),
+        ("By client host", preview.by_host),
+        ("By database", preview.by_db),
+        ("By command", preview.by_command),
+    ):
+        if pairs:
+            lines.append(f"{label}: " + " · ".join(f"{esc(k)} {n}" for k, n in pairs))
+    if preview.longest:
+        lines.append("*Longest running:*")
+        for s in preview.longest:
+            statement = "" if s.statement is None else f" — `{_code(s.statement)}`"
+            lines.append(
+                f"• {s.time} s · #{esc(s.id)} {esc(s.user)}@{esc(s.host)} "
+                f"{esc(s.db or '-')} {esc(s.command)}{statement}"
+            )
+    text = "\n".join(lines)
+    return text if len(text) <= MAX_SECTION else text[: MAX_SECTION - 1] + "…"
 
 
 def _duration_line(request: KillRequest) -> str:
@@ -184,6 +236,7 @@ def _state_blocks(request: KillRequest, required: int) -> list[dict]:
                         "confirm": _confirm("Approve this kill task?", confirm_text, "Approve"),
                     },
                     _button("Reject", "reject", rid, "danger"),
+                    _button("Refresh preview", "refresh_preview", rid),
                 ],
             },
         ]
@@ -210,7 +263,8 @@ def _state_blocks(request: KillRequest, required: int) -> list[dict]:
                             "Stop",
                             "danger",
                         ),
-                    }
+                    },
+                    _button("Refresh preview", "refresh_preview", rid),
                 ],
             },
         ]
@@ -272,6 +326,8 @@ def help_text() -> str:
         "person approves.\n"
         f"• File a request: `{USAGE}`\n"
         "• `/killtask` alone opens a form.\n"
+        "• `/killtask preview <InstanceId> key=value …`: what those filters would kill right "
+        "now, filing nothing.\n"
         "• `/killtask list`: this channel's pending and running tasks.\n"
         '• `/killtask stop <InstanceId> [product=cynosdb] [reason="..."]`: stop a running task.\n'
         "Every filter must hold (AND); `info` is a statement prefix; `time` is a minimum in "

@@ -10,8 +10,10 @@ from slack_bolt import Ack
 from slack_sdk import WebClient
 
 from bot.killtask import (
+    KillTaskSpec,
     SpecError,
     build_spec,
+    describe_filters,
     parse_instance_id,
     parse_product,
     parse_reason,
@@ -92,6 +94,10 @@ class Handlers:
         except SpecError as error:
             _reply(ack, blocks.spec_error_text(error))
             return
+        if line.verb == "preview":
+            ack()
+            self.later(lambda: self._show_preview(user_id, channel_id, spec, response_url))
+            return
         unknown_flags = line.flags - {"break-glass"}
         if unknown_flags:
             flag = sorted(unknown_flags)[0]
@@ -153,6 +159,7 @@ class Handlers:
             "approve": self.service.approve,
             "reject": self.service.reject,
             "stop": self.service.stop,
+            "refresh_preview": self.service.refresh_preview,
         }[verb]
         # The card and its thread show successes; the clicker hears only about problems.
         self.later(
@@ -161,6 +168,19 @@ class Handlers:
                 channel_id, user_id, body.get("response_url"), always=False,
             )
         )  # fmt: skip
+
+    def _show_preview(
+        self, user_id: str, channel_id: str, spec: KillTaskSpec, response_url: str | None
+    ) -> None:
+        outcome = self.service.preview(user_id, channel_id, spec)
+        if outcome.preview is None:
+            text = outcome.message
+        else:
+            text = (
+                f"Preview for `{spec.instance_id}`, {describe_filters(spec)} "
+                "(nothing was filed):\n" + blocks.preview_text(outcome.preview)
+            )
+        self.notifier.tell(channel_id, user_id, text, response_url)
 
     def _answer(
         self, outcome: Outcome, channel_id: str, user_id: str, response_url: str | None,
