@@ -27,6 +27,7 @@ def configure_logging(settings: Settings) -> None:
     # The Tencent SDK's debug output prints tokens and signatures: keep it quiet always.
     logging.getLogger("tencentcloud_sdk_common").setLevel(logging.WARNING)
     logging.getLogger("slack_bolt").setLevel(max(logging.INFO, root.level))
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def fail(lines: list[str]) -> None:

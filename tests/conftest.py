@@ -170,8 +170,10 @@ def bot_env(
     return env
 
 
-def start_bot(tmp: Path, slack: FakeSlack, dbbrain: DbbrainEmulator, **extra: str) -> BotProcess:
-    env = bot_env(tmp, slack, dbbrain, **extra)
+def start_bot(
+    tmp: Path, slack: FakeSlack, dbbrain: DbbrainEmulator, policy: str = POLICY, **extra: str
+) -> BotProcess:
+    env = bot_env(tmp, slack, dbbrain, policy, **extra)
     bot = BotProcess(env=env, log_path=tmp / "bot.log", port=int(env["PORT"]))
     bot.start()
     bot.sender = SlackSender(bot.url, SIGNING_SECRET)

@@ -89,8 +89,11 @@ class Handlers:
                 )
             )  # fmt: skip
             return
+        fields = line.fields
+        if line.verb == "preview":  # a preview kills nothing, so it needs no duration
+            fields = {"duration": "until-stopped", **fields}
         try:
-            spec = build_spec(line.fields, self._protected)
+            spec = build_spec(fields, self._protected)
         except SpecError as error:
             _reply(ack, blocks.spec_error_text(error))
             return
