@@ -66,6 +66,10 @@ def main() -> None:
     if sys.argv[1:] == ["migrate"]:
         migrate_only()
         return
+    if not (os.environ.get("SLACK_BOT_TOKEN") or os.environ.get("SLACK_APP_TOKEN")):
+        from rehearsal.main import main as rehearse  # no Slack at all: rehearse locally
+
+        sys.exit(rehearse(sys.argv[1:]))
     try:
         settings = load_settings()
     except SettingsError as exc:

@@ -386,10 +386,12 @@ class Store:
             )
 
     def mark_card_synced(self, request_id: int, rev: int) -> None:
+        """Slack now shows revision `rev`: the last update to land wins there, even an older
+        one that was slow; then the card is behind again and the tick sends the newest."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(kill_requests)
-                .where(kill_requests.c.id == request_id, kill_requests.c.card_synced_rev < rev)
+                .where(kill_requests.c.id == request_id)
                 .values(card_synced_rev=rev)
             )
 

@@ -229,14 +229,16 @@ def run_bot(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_bot_exits_2_naming_each_missing_setting(tmp_path: Path) -> None:
-    proc = run_bot(bot_process_env(tmp_path))
+    # With a Slack token the bot means business (no token at all starts a rehearsal instead).
+    proc = run_bot(bot_process_env(tmp_path, SLACK_BOT_TOKEN=BOT_TOKEN))
 
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.splitlines()
-    for name in REQUIRED:
+    missing = [name for name in REQUIRED if name != "SLACK_BOT_TOKEN"]
+    for name in missing:
         assert sum(line.startswith(f"killtask: {name} is not set") for line in lines) == 1, lines
     assert lines[-1] == "killtask: See .env.example for every setting."
-    assert len(lines) == 5, lines
+    assert len(lines) == len(missing) + 1, lines
 
 
 def test_bot_exits_2_naming_the_bad_policy_field(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cloud import CloudError, CloudResult
+from bot.cloud import CloudError, CloudResult, SessionList
 from bot.killtask import KillTaskSpec
 from bot.policy import parse_policy
 from bot.requests import KillRequest, State
@@ -22,6 +22,7 @@ class FakeCloud:
     created: list[KillTaskSpec] = field(default_factory=list)
     cancelled: list[tuple[str, str]] = field(default_factory=list)
     fail_with: CloudError | None = None
+    sessions: list[dict] = field(default_factory=list)
 
     def create_kill_task(self, spec: KillTaskSpec) -> CloudResult:
         if self.fail_with:
@@ -32,6 +33,9 @@ class FakeCloud:
     def cancel_kill_task(self, instance_id: str, product: str) -> CloudResult:
         self.cancelled.append((instance_id, product))
         return CloudResult("req-cancel")
+
+    def list_sessions(self, instance_id: str, product: str, filters: dict, limit: int):
+        return SessionList(rows=list(self.sessions), request_id="req-list")
 
 
 @dataclass

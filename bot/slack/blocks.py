@@ -199,6 +199,8 @@ def _duration_line(request: KillRequest) -> str:
     length = describe_duration(spec.duration)
     if spec.until_stopped:
         return "Until stopped by hand"
+    if request.state is State.STOPPED:
+        return f"{length}, stopped early by hand"
     if request.started_at is not None and request.ends_at is not None:
         return f"{length}, ends {when(request.ends_at)}"
     return f"{length} from the moment it starts"
@@ -211,6 +213,8 @@ def _state_blocks(request: KillRequest, required: int) -> list[dict]:
     if state is State.PENDING:
         missing = max(0, required - len(request.approvers))
         so_far = f" Approved so far by {approved_by}." if approved_by else ""
+        if missing == 0:
+            return [_section(f"Approved by {approved_by}. Checking the sessions, then starting…")]
         confirm_text = (
             f"DBbrain will kill {esc(describe_filters(request.spec))} on "
             f"`{esc(request.spec.instance_id)}` for {describe_duration(request.spec.duration)}."
