@@ -18,6 +18,8 @@ from tests.conftest import (
     CHANNEL,
     REQUESTER,
     SECRET_KEY,
+    SIGNING_SECRET,
+    STRANGER,
     BotProcess,
     Driver,
     bot_env,
@@ -146,22 +148,42 @@ def test_socket_mode_command_and_approve(tmp_path: Path, dbbrain: DbbrainEmulato
 def test_secrets_never_reach_logs_slack_or_audit(
     tmp_path: Path, slack: FakeSlack, dbbrain: DbbrainEmulator
 ) -> None:
-    bot = start_bot(tmp_path, slack, dbbrain, LOG_LEVEL="DEBUG")
+    """Recognisable secrets, every flow (the failing ones too), then a scan of all it wrote."""
+    token = "tok-RECOGNISABLE-7f1e2d"
+    bot = start_bot(tmp_path, slack, dbbrain, LOG_LEVEL="DEBUG", TENCENTCLOUD_SESSION_TOKEN=token)
+    answers: list[str] = []
     try:
         driver = Driver(bot, slack, dbbrain)
-        card = driver.file(new_instance())
-        dbbrain.script("CreateKillTask", {"error": "AuthFailure.SecretIdNotFound", "message": "x"})
+        ok = new_instance()
+        answers.append(driver.command(f"preview {ok} user=app"))
+        card = driver.file(ok)
+        driver.click("refresh_preview", card, REQUESTER)
         driver.click("approve", card, APPROVER)
-        driver.wait_card(card, "Failed")
-        driver.command("nonsense=1")
-        driver.command("help")
+        driver.wait_card(card, "Running")
+        driver.click("stop", card, APPROVER)
+        driver.wait_card(card, "Stopped")
+        rejected = driver.file(new_instance())
+        driver.click("reject", rejected, APPROVER)
+        driver.wait_card(rejected, "Rejected")
+        failed = driver.file(new_instance())
+        dbbrain.script("CreateKillTask", {"error": "AuthFailure.SecretIdNotFound", "message": "x"})
+        driver.click("approve", failed, APPROVER)
+        driver.wait_card(failed, "Failed")
+        unknown = driver.file(new_instance())
+        dbbrain.script("CreateKillTask", {"delay": 3.0})
+        driver.click("approve", unknown, APPROVER)
+        driver.wait_card(unknown, "Outcome unknown", timeout=15)
+        for text in ("nonsense=1", "help", "list", "", f"stop {new_instance()}"):
+            answers.append(driver.command(text))
+        answers.append(driver.command(f"{new_instance()} duration=5m", user=STRANGER))
     finally:
         bot.stop()
-    secrets = [SECRET_KEY, "test-signing-secret-5f3a9c", BOT_TOKEN]
-    written = bot.log() + repr([c.args for c in slack.calls])
-    written += (tmp_path / "killtask.db").read_bytes().decode("latin-1")
-    for secret in secrets:
+    written = bot.log() + repr([c.args for c in slack.calls]) + "".join(answers)
+    for database_file in tmp_path.glob("killtask.db*"):  # the WAL too
+        written += database_file.read_bytes().decode("latin-1")
+    for secret in (SECRET_KEY, SIGNING_SECRET, BOT_TOKEN, token):
         assert secret not in written
+    assert dbbrain.calls[-1].token == token  # it was really in use
 
 
 def test_crash_during_create_leaves_outcome_unknown_and_never_resends(
