@@ -4,6 +4,8 @@ These rules are the single place where the bot decides whether a session matches
 card's live preview and `/killtask preview` both use them. They follow DBbrain's kill task:
 every given filter must hold (AND); Host is the client IP of `ip:port`; DB and Command are
 "one of"; Info is a prefix of the statement; Time is a minimum (≥). System threads never match.
+Where DBbrain's documentation is silent (Time > or ≥, the case of Info), the rule chosen is the
+one that matches more, so a preview never shows fewer sessions than the task would kill.
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ def matches(spec: KillTaskSpec, session: Session) -> bool:
         return False
     if spec.command and session.command.lower() not in {c.lower() for c in spec.command}:
         return False
-    if spec.info is not None and not session.info.lstrip().startswith(spec.info):
+    # DBbrain does not say whether Info compares case; ignoring it can only over-count.
+    if spec.info is not None and not session.info.lstrip().lower().startswith(spec.info.lower()):
         return False
     return spec.time is None or session.time >= spec.time
 

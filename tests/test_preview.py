@@ -57,7 +57,8 @@ def test_info_is_a_prefix_and_time_a_minimum() -> None:
     session = Session.from_row(row(1, info="  SELECT * FROM orders WHERE id = 1", time=30))
     assert matches(spec(info="SELECT * FROM orders"), session)
     assert not matches(spec(info="FROM orders"), session)
-    assert not matches(spec(info="select"), session)  # a prefix, case as typed
+    # DBbrain does not document whether case matters; the preview may only over-count
+    assert matches(spec(info="select * from"), session)
     assert matches(spec(time=30), session)
     assert not matches(spec(time=31), session)
 
