@@ -355,3 +355,21 @@ def postgres_url() -> str:
     with admin.begin() as conn:
         conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
+
+
+DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306/test"
+
+
+@pytest.fixture
+def mysql_url() -> str:
+    """The test MySQL/MariaDB server, checked to answer."""
+    import pymysql
+
+    from standins.sessions import parse_mysql_url
+
+    url = os.environ.get("TEST_MYSQL_URL", DEFAULT_MYSQL_URL)
+    try:
+        pymysql.connect(**parse_mysql_url(url), connect_timeout=3).close()
+    except Exception as exc:
+        _service_missing(f"MySQL/MariaDB at {url}", type(exc).__name__)
+    return url
