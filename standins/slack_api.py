@@ -142,15 +142,31 @@ class FakeSlack:
             self._scripts.clear()
             self._acks.clear()
 
-    def script(self, method: str, *answers: dict[str, Any]) -> None:
+    def script(
+        self,
+        method: str,
+        *answers: dict[str, Any],
+        when: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
         """Queue answers for the next calls of ``method``, one per call.
 
         ``{"status": 429, "retry_after": 1}`` / ``{"status": 500}``: that HTTP status;
         ``{"hang": 3.0}``: sleep, then answer normally (or per "status" if also given);
-        any other dict: the JSON answer itself.
+        any other dict: the JSON answer itself. With ``when``, only calls whose args it accepts
+        use these answers, so a stray call from earlier work cannot eat a test's fault.
         """
         with self._cond:
-            self._scripts.setdefault(method, deque()).extend(answers)
+            queue = self._scripts.setdefault(method, deque())
+            queue.extend({**answer, "_when": when} if when else answer for answer in answers)
+
+    def _take_script(self, method: str, args: dict[str, Any]) -> dict[str, Any] | None:
+        queue = self._scripts.get(method) or deque()
+        for answer in list(queue):
+            when = answer.get("_when")
+            if when is None or when(args):
+                queue.remove(answer)
+                return {k: v for k, v in answer.items() if k != "_when"}
+        return None
 
     def set_usergroup(self, group_id: str, users: list[str]) -> None:
         with self._cond:
@@ -215,8 +231,7 @@ class FakeSlack:
             method, args["_path"] = "response_url", parts.path
 
         with self._cond:
-            queue = self._scripts.get(method)
-            fault = queue.popleft() if queue else None
+            fault = self._take_script(method, args)
         call = SlackCall(method, args, token, arrived, fault)
         hang = fault is not None and "hang" in fault
         if hang:

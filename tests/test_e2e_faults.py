@@ -357,10 +357,17 @@ def test_connection_refused_fails_without_reaching_dbbrain(
 # ---------------------------------------------------------------- Slack faults
 
 
+def on_card(card):  # type: ignore[no-untyped-def]
+    """Scripted answers for this card's updates only, not a stray one from earlier work."""
+    return lambda args: args.get("ts") == card.ts
+
+
 def test_card_update_throttled_then_failing_while_approving(driver: Driver) -> None:
     instance = new_instance()
     card = file_settled(driver, instance)
-    driver.slack.script("chat.update", {"status": 429, "retry_after": 1}, {"status": 500})
+    driver.slack.script(
+        "chat.update", {"status": 429, "retry_after": 1}, {"status": 500}, when=on_card(card)
+    )
     driver.click("approve", card, APPROVER)
 
     wait_until(
@@ -387,7 +394,9 @@ def test_card_update_throttled_then_failing_while_approving(driver: Driver) -> N
 def test_card_post_failing_once_stores_the_request_and_posts_it_later(driver: Driver) -> None:
     instance = new_instance()
     since = time.time()
-    driver.slack.script("chat.postMessage", {"status": 500})
+    driver.slack.script(
+        "chat.postMessage", {"status": 500}, when=lambda args: instance in args.get("text", "")
+    )
     driver.command(f"{instance} duration=10m user=app")
 
     failed = driver.slack.wait_for(
@@ -438,7 +447,7 @@ def test_card_post_failing_once_stores_the_request_and_posts_it_later(driver: Dr
 def test_card_update_hanging_does_not_hold_the_click(driver: Driver) -> None:
     instance = new_instance()
     card = file_settled(driver, instance)
-    driver.slack.script("chat.update", {"hang": 3.0})
+    driver.slack.script("chat.update", {"hang": 3.0}, when=on_card(card))
 
     status, body, _ = driver.sender.click(
         "approve", str(card.request_id), user_id=APPROVER, channel_id=card.channel,
@@ -475,7 +484,7 @@ def test_stale_card_update_landing_late_does_not_win(driver: Driver) -> None:
     card = file_settled(driver, instance)
     # the approval's own updates (session preview, "starting") and a first tick fail; the next
     # tick's update hangs
-    driver.slack.script("chat.update", *[{"status": 500}] * 3, {"hang": 3.0})
+    driver.slack.script("chat.update", *[{"status": 500}] * 3, {"hang": 3.0}, when=on_card(card))
     driver.dbbrain.script("CreateKillTask", {"delay": 1.5})
     driver.click("approve", card, APPROVER)
 
