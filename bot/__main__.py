@@ -61,6 +61,33 @@ def prepare_database(database_url: str, migrate: bool) -> None:
         engine.dispose()
 
 
+def check_slack_token(settings: Settings) -> None:
+    """Ask Slack once who we are: a revoked or mistyped token stops the start right here."""
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError, SlackClientError
+
+    client = WebClient(
+        token=settings.slack_bot_token.reveal(), base_url=settings.slack_api_url, timeout=5
+    )
+    try:
+        identity = client.auth_test()
+    except SlackApiError as exc:
+        error = exc.response.get("error") or exc.response.status_code
+        if error in ("invalid_auth", "not_authed", "account_inactive", "token_revoked"):
+            fail(
+                [
+                    f"Slack refused SLACK_BOT_TOKEN ({error}): copy it again from "
+                    "OAuth & Permissions."
+                ]
+            )
+        log.warning("slack_auth_test_failed error=%s starting_anyway=true", error)
+        return
+    except (SlackClientError, OSError) as exc:
+        log.warning("slack_unreachable error=%s starting_anyway=true", type(exc).__name__)
+        return
+    log.info("slack_identity bot_user=%s team=%s", identity.get("user_id"), identity.get("team_id"))
+
+
 def main() -> None:
     load_dotenv(os.environ.get("DOTENV_PATH", ".env"), override=False)
     if sys.argv[1:] == ["migrate"]:
@@ -81,6 +108,7 @@ def main() -> None:
         fail([f"policy {settings.policy_file}: {exc}"])
         return
     configure_logging(settings)
+    check_slack_token(settings)
     prepare_database(settings.database_url.reveal(), settings.migrate_on_start)
     if settings.socket_mode:
         serve_socket_mode(settings, policy)

@@ -108,7 +108,7 @@ def build_bot(settings: Settings, policy: Policy) -> Bot:
         client=client,
         signing_secret=settings.slack_signing_secret.reveal() or None,
         listener_executor=executor,
-        # the token was checked when the process started; not again per replica restart
+        # __main__ asked Slack once at start (auth.test); the worker need not ask again
         token_verification_enabled=False,
     )
     work = ThreadPoolExecutor(max_workers=16, thread_name_prefix="work")

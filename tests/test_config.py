@@ -255,3 +255,21 @@ def test_bot_exits_2_naming_the_bad_policy_field(tmp_path: Path) -> None:
     assert "aprove" in line
     for secret in SECRETS:
         assert secret not in proc.stderr + proc.stdout
+
+
+def test_bot_exits_2_when_slack_refuses_the_token(tmp_path: Path) -> None:
+    from standins.slack_api import FakeSlack
+
+    with FakeSlack(bot_token="xoxb-the-right-one") as slack:
+        env = bot_process_env(
+            tmp_path,
+            **REQUIRED,
+            SLACK_API_URL=slack.url,
+            POLICY_FILE=str(ROOT / "policy.example.yaml"),
+            DATABASE_URL=f"sqlite:///{tmp_path / 'k.db'}",
+        )
+        proc = run_bot(env)
+    assert proc.returncode == 2, proc.stderr
+    assert "killtask: Slack refused SLACK_BOT_TOKEN (invalid_auth)" in proc.stderr
+    for secret in SECRETS:
+        assert secret not in proc.stderr + proc.stdout
