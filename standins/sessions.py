@@ -70,6 +70,9 @@ class SimulatedSessions(Sessions):
             self._rows = [row for row in self._rows if row["ID"] != str(thread_id)]
             return len(self._rows) < before
 
+    def __repr__(self) -> str:
+        return f"SimulatedSessions({len(self._rows)} rows)"
+
 
 def parse_mysql_url(url: str) -> dict[str, Any]:
     """``mysql://user:password@host:port/db?unix_socket=/path`` as PyMySQL connect() arguments."""
