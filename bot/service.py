@@ -245,6 +245,14 @@ class KillTaskService:
             request = self.store.get(request.id) or request
         return request
 
+    def _own_pending(
+        self, request_id: int, channel_id: str, message_ts: str | None, user_id: str, action: str
+    ) -> KillRequest | Outcome:
+        found = self._own_request(request_id, channel_id, message_ts, user_id, action)
+        if isinstance(found, KillRequest) and found.state is not State.PENDING:
+            return self._closed(found)
+        return found
+
     def _closed(self, request: KillRequest) -> Outcome:
         return Outcome(
             False,
@@ -255,12 +263,10 @@ class KillTaskService:
     def approve(
         self, user_id: str, request_id: int, channel_id: str, message_ts: str | None = None
     ) -> Outcome:
-        found = self._own_request(request_id, channel_id, message_ts, user_id, "approve")
+        found = self._own_pending(request_id, channel_id, message_ts, user_id, "approve")
         if isinstance(found, Outcome):
             return found
         request = found
-        if request.state is not State.PENDING:
-            return self._closed(request)
         if request.expires_at <= self.clock():
             self._expire(request)
             return Outcome(False, f"Request #{request.id} had expired; file a new one.", request)
@@ -392,12 +398,10 @@ class KillTaskService:
     def reject(
         self, user_id: str, request_id: int, channel_id: str, message_ts: str | None = None
     ) -> Outcome:
-        found = self._own_request(request_id, channel_id, message_ts, user_id, "reject")
+        found = self._own_pending(request_id, channel_id, message_ts, user_id, "reject")
         if isinstance(found, Outcome):
             return found
         request = found
-        if request.state is not State.PENDING:
-            return self._closed(request)
         target = Target(request.spec.instance_id, request.spec.product)
         decision = self._check("reject", user_id, channel_id, target)
         # The requester may always withdraw their own request.
