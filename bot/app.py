@@ -15,7 +15,7 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.config import Settings
-from bot.dbbrain import AllLimits, DbbrainGateway, RateLimiter
+from bot.dbbrain import RATE_WINDOW, AllLimits, DbbrainGateway, RateLimiter
 from bot.policy import Policy
 from bot.service import KillTaskService
 from bot.slack import register
@@ -89,7 +89,7 @@ def build_bot(settings: Settings, policy: Policy) -> Bot:
         settings.tencent_region,
         settings.dbbrain_endpoint,
         timeout=settings.dbbrain_timeout,
-        limiter=AllLimits(RateLimiter(), SharedRateLimit(store.engine)),
+        limiter=AllLimits(RateLimiter(), SharedRateLimit(store.engine, window=RATE_WINDOW)),
     )
     notifier = SlackNotifier(client, policy.approval.required)
     service = KillTaskService(

@@ -28,6 +28,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.engine import Engine, RowMapping, make_url
@@ -70,6 +71,9 @@ kill_requests = Table(
     # one Slack accepted, so a card that missed an update catches up later.
     Column("card_rev", Integer, nullable=False, default=0),
     Column("card_synced_rev", Integer, nullable=False, default=0),
+    # card_rev > card_synced_rev, kept as its own indexed column: the tick looks for these rows
+    # and a comparison of two columns cannot use an index.
+    Column("card_behind", Boolean, nullable=False, default=True),
     # When a process last took on posting the card; a stale claim lets another one retry.
     Column("card_claimed_at", Float),
     Column("preview", Text),  # the last live preview (JSON), shown on the card
@@ -77,7 +81,8 @@ kill_requests = Table(
     Index("ix_kill_requests_state_ends", "state", "ends_at"),
     Index("ix_kill_requests_instance", "instance_id", "product", "state"),
     Index("ix_kill_requests_channel", "channel_id", "state"),
-    Index("ix_kill_requests_card", "card_synced_rev", "card_rev"),
+    Index("ix_kill_requests_card_behind", "card_behind"),
+    Index("ix_kill_requests_message_ts", "message_ts"),
 )
 
 # Each running replica beats here every tick, so others can tell a crashed one from a slow one.
@@ -217,6 +222,7 @@ class Store:
             "expires_at": expires_at,
             "card_rev": 1,
             "card_synced_rev": 0,
+            "card_behind": True,
             "card_claimed_at": self._clock(),
         }
         try:
@@ -246,7 +252,12 @@ class Store:
                     kill_requests.c.id == request_id,
                     kill_requests.c.state.in_([s.value for s in sources_of(to)]),
                 )
-                .values(state=to.value, card_rev=kill_requests.c.card_rev + 1, **fields)
+                .values(
+                    state=to.value,
+                    card_rev=kill_requests.c.card_rev + 1,
+                    card_behind=True,
+                    **fields,
+                )
             )
             if result.rowcount != 1:
                 return None
@@ -267,6 +278,7 @@ class Store:
                 .values(
                     preview=json.dumps(preview, ensure_ascii=False),
                     card_rev=kill_requests.c.card_rev + 1,
+                    card_behind=True,
                 )
             )
 
@@ -291,7 +303,7 @@ class Store:
                 conn.execute(
                     update(kill_requests)
                     .where(kill_requests.c.id == request_id)
-                    .values(card_rev=kill_requests.c.card_rev + 1)
+                    .values(card_rev=kill_requests.c.card_rev + 1, card_behind=True)
                 )
         except IntegrityError:
             return False
@@ -350,7 +362,7 @@ class Store:
         return self._select(
             select(kill_requests)
             .where(
-                kill_requests.c.card_synced_rev < kill_requests.c.card_rev,
+                kill_requests.c.card_behind == true(),
                 kill_requests.c.message_ts.is_not(None),
             )
             .order_by(kill_requests.c.id)
@@ -392,7 +404,7 @@ class Store:
             conn.execute(
                 update(kill_requests)
                 .where(kill_requests.c.id == request_id)
-                .values(card_synced_rev=rev)
+                .values(card_synced_rev=rev, card_behind=kill_requests.c.card_rev > rev)
             )
 
     def count_requests(self) -> int:
@@ -494,9 +506,12 @@ class SharedRateLimit:
     should agree to well under a second (NTP), as they do for Slack's signatures anyway.
     """
 
-    def __init__(self, engine: Engine, rate: int = 20, clock=time.time, sleep=time.sleep):  # type: ignore[no-untyped-def]
+    def __init__(  # type: ignore[no-untyped-def]
+        self, engine: Engine, rate: int = 20, window: float = 1.0, clock=time.time, sleep=time.sleep
+    ):
         self.engine = engine
         self.rate = rate
+        self.window = window  # seconds; a little over 1 leaves room for network jitter
         self._clock = clock
         self._sleep = sleep
 
@@ -521,11 +536,13 @@ class SharedRateLimit:
                 return 0.001  # the row exists now; go round and take the lock
             now = self._clock()
             recent = conn.execute(
-                select(func.count(), func.min(cloud_calls.c.at)).where(cloud_calls.c.at > now - 1.0)
+                select(func.count(), func.min(cloud_calls.c.at)).where(
+                    cloud_calls.c.at > now - self.window
+                )
             ).one()
             if recent[0] < self.rate:
                 conn.execute(insert(cloud_calls).values(at=now))
                 if recent[0] == 0:  # now and then, forget calls nobody will count again
                     conn.execute(cloud_calls.delete().where(cloud_calls.c.at < now - 60))
                 return 0.0
-            return max(recent[1] + 1.0 - now, 0.001)
+            return max(recent[1] + self.window - now, 0.001)
