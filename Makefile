@@ -30,3 +30,6 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+bench: $(STAMP)
+	$(BIN)/python -m bench

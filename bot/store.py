@@ -152,7 +152,8 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # Enough for every thread that may hold a connection: 16 workers, the ticker, the limiter.
+    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=10)
 
 
 class Store:
