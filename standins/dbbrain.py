@@ -310,6 +310,7 @@ class DbbrainEmulator:
         self._stop_workers()
         with self._cond:
             self.calls: list[Call] = []
+            self.arrived: list[Call] = []  # signed calls as they arrive, finished or not
             self._scripts: dict[str, deque[dict[str, Any]]] = {}
             self._tasks: list[dict[str, Any]] = []
             self._prepared: dict[str, dict[str, Any]] = {}  # KillMySqlThreads by SqlExecId
@@ -356,6 +357,20 @@ class DbbrainEmulator:
                 self._cond.wait(left)
             return found
 
+    def wait_for_arrival(self, action: str, instance_id: str, timeout: float = 5.0) -> Call:
+        """The first signed call of `action` for that instance to arrive, even while a scripted
+        delay still holds its answer back."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for call in self.arrived:
+                    if call.action == action and call.params.get("InstanceId") == instance_id:
+                        return call
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {action} for {instance_id} within {timeout}s")
+                self._cond.wait(left)
+
     def active_task(self, instance_id: str, product: str = "mysql") -> dict[str, Any] | None:
         with self._cond:
             task = self._active(instance_id, product)
@@ -389,6 +404,8 @@ class DbbrainEmulator:
             with self._cond:
                 queue = self._scripts.get(call.action)
                 answer = queue.popleft() if queue else {}
+                self.arrived.append(call)  # before any scripted delay: the call is in flight
+                self._cond.notify_all()
             call.scripted = answer or None
             time.sleep(answer.get("delay", 0))
             # Scripted replies replace the server's work unless "apply" says otherwise.

@@ -197,6 +197,7 @@ def test_crash_during_create_leaves_outcome_unknown_and_never_resends(
         dbbrain.script("CreateKillTask", {"delay": 2.0})
         driver.click("approve", card, APPROVER)
         driver.wait_card(card, "Approved, starting")
+        dbbrain.wait_for_arrival("CreateKillTask", instance)  # in flight: the crash lands now
     finally:
         bot.stop(signal.SIGKILL)
     again = start_bot(tmp_path, slack, dbbrain)
@@ -206,7 +207,6 @@ def test_crash_during_create_leaves_outcome_unknown_and_never_resends(
         assert "will not be sent again" in card_text(unknown)
         assert "stop" in buttons(unknown)
         driver.wait_thread(card, "Outcome unknown")
-        dbbrain.wait_for_calls("CreateKillTask", 1)
         time.sleep(1.0)
         created = [c for c in dbbrain.calls if c.action == "CreateKillTask"
                    and c.params.get("InstanceId") == instance]  # fmt: skip
