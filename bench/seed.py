@@ -22,6 +22,16 @@ from bot.migrate import upgrade
 from bot.store import audit_log, kill_requests, make_engine
 
 PAST_STATES = ("finished", "expired", "rejected", "stopped", "failed")
+# Columns that newer schemas add, with the value a row whose card is up to date holds.
+UP_TO_DATE = {"card_behind": False}
+
+
+def up_to_date(row: dict) -> dict:
+    """`row` plus the newer columns this schema has, set as the bot sets them once the card
+    shows the row's latest state."""
+    return row | {k: v for k, v in UP_TO_DATE.items() if k in kill_requests.c}
+
+
 BATCH = 5_000
 
 
@@ -166,7 +176,7 @@ class Database:
                         }
                     )
                 with engine.begin() as conn:
-                    conn.execute(insert(kill_requests), rows)
+                    conn.execute(insert(kill_requests), [up_to_date(row) for row in rows])
             # Two audit rows per past request (filed, and how it ended), made in the database.
             past = kill_requests.c.source_key.like("cmd:past-%")
             columns = ["at", "actor_id", "action", "outcome", "request_id"]
@@ -229,7 +239,7 @@ class Database:
                     kill_requests.c.id, kill_requests.c.instance_id, kill_requests.c.message_ts
                 )
                 with engine.begin() as conn:
-                    found = conn.execute(returning, rows).all()
+                    found = conn.execute(returning, [up_to_date(row) for row in rows]).all()
                 made += [Pending(int(i), inst, channel, ts) for i, inst, ts in found]
             made.sort(key=lambda p: p.request_id)
             return made

@@ -21,7 +21,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    and_,
     create_engine,
     event,
     func,
@@ -353,11 +352,6 @@ class Store:
             .limit(limit)
         )
 
-    def in_state(self, state: State, limit: int = 100) -> list[KillRequest]:
-        return self._select(
-            select(kill_requests).where(kill_requests.c.state == state.value).limit(limit)
-        )
-
     def cards_behind(self, limit: int = 50) -> list[KillRequest]:
         """Requests whose card has not yet shown their latest change."""
         return self._select(
@@ -442,13 +436,6 @@ class Store:
                 )
             )
 
-    def audit_rows(self, request_id: int | None = None) -> list[dict[str, object]]:
-        query = select(audit_log).order_by(audit_log.c.id)
-        if request_id is not None:
-            query = query.where(audit_log.c.request_id == request_id)
-        with self.engine.connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
-
     # ------------------------------------------------------------ helpers
 
     def _select(self, query) -> list[KillRequest]:  # type: ignore[no-untyped-def]
@@ -465,7 +452,7 @@ class Store:
             return found
         query = (
             select(approvals.c.request_id, approvals.c.user_id)
-            .where(and_(approvals.c.request_id.in_(ids)))
+            .where(approvals.c.request_id.in_(ids))
             .order_by(approvals.c.at)
         )
         for request_id, user_id in conn.execute(query):
