@@ -42,7 +42,7 @@ def bare_app(signing_secret: str, slack_api_url: str) -> App:
 class _Baseline(_Server):
     def load(self):  # type: ignore[no-untyped-def]
         app = bare_app(os.environ["SLACK_SIGNING_SECRET"], os.environ["SLACK_API_URL"])
-        return wsgi_app(SimpleNamespace(app=app))  # type: ignore[arg-type]
+        return wsgi_app(app)
 
 
 def main() -> None:

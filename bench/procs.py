@@ -42,6 +42,14 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def is_work_process(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"bot" in argv and b"work" in argv
+
+
 def cpu_seconds(pid: int | None) -> float:
     """User plus system CPU time a process has used so far (0.0 when it is gone)."""
     if pid is None:
@@ -125,17 +133,26 @@ class Server:
 
     @property
     def worker_pid(self) -> int | None:
+        """The gunicorn worker: the master's child that is not the work process."""
         assert self.proc is not None
-        kids = children(self.proc.pid)
+        kids = [pid for pid in children(self.proc.pid) if not is_work_process(pid)]
+        return kids[0] if kids else None
+
+    @property
+    def work_pid(self) -> int | None:
+        """The bot's work process (`python -m bot work`), which runs what the acks hand over."""
+        assert self.proc is not None
+        kids = [pid for pid in children(self.proc.pid) if is_work_process(pid)]
         return kids[0] if kids else None
 
     def peak_rss(self) -> dict[str, int | None]:
-        """VmHWM (kB) of the gunicorn master and its worker, as of now."""
+        """VmHWM (kB) of the gunicorn master, its worker and the work process, as of now."""
         assert self.proc is not None
-        worker = self.worker_pid
+        worker, work = self.worker_pid, self.work_pid
         sample = {
             "master": status_kb(self.proc.pid, "VmHWM"),
             "worker": status_kb(worker, "VmHWM") if worker else None,
+            "work": status_kb(work, "VmHWM") if work else None,
         }
         self.rss_samples.append(sample)
         return sample

@@ -93,6 +93,9 @@ def main() -> None:
     if sys.argv[1:] == ["migrate"]:
         migrate_only()
         return
+    if sys.argv[1:2] == ["work"] and len(sys.argv) == 4:
+        serve_work(sys.argv[2], int(sys.argv[3]))
+        return
     if not (os.environ.get("SLACK_BOT_TOKEN") or os.environ.get("SLACK_APP_TOKEN")):
         from rehearsal.main import main as rehearse  # no Slack at all: rehearse locally
 
@@ -125,12 +128,43 @@ def migrate_only() -> None:
     print(f"killtask: database schema is at {head()}")
 
 
+def start_work_process():  # type: ignore[no-untyped-def]
+    from bot.work import WorkProcess
+
+    work = WorkProcess()
+    work.start()
+    return work
+
+
+def serve_work(path: str, lifeline_fd: int) -> None:
+    """`python -m bot work`: the process the main one starts to run everything after the acks."""
+    from bot.app import build_worker
+    from bot.work import NICE, serve
+
+    # Signals go to the main process, which stops the listeners first and then closes the
+    # lifeline; this process exits when the lifeline closes, after finishing what it holds.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.nice(NICE)
+    settings = load_settings()
+    configure_logging(settings)
+    worker = build_worker(settings, load_policy(settings.policy_file))
+    worker.start()
+    try:
+        serve(path, lifeline_fd, worker.run)
+    finally:
+        worker.stop()
+    log.info("work_process_stopped pid=%s", os.getpid())
+
+
 def serve_socket_mode(settings: Settings, policy) -> None:  # type: ignore[no-untyped-def]
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     from bot.app import build_bot, web_client
+    from bot.work import WorkChannel
 
-    bot = build_bot(settings, policy)
+    work = start_work_process()
+    bot = build_bot(settings, policy, WorkChannel(work.path))
     assert settings.slack_app_token is not None
     handler = SocketModeHandler(
         bot.app, settings.slack_app_token.reveal(), web_client=web_client(settings)
@@ -140,11 +174,13 @@ def serve_socket_mode(settings: Settings, policy) -> None:  # type: ignore[no-un
         log.info("shutdown signal=SIGTERM finishing_in_flight=true")
         handler.close()
         bot.shutdown()
+        work.stop()
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    bot.start_background()
+    if not work.wait_ready():
+        log.error("work_process_not_ready seconds=10 starting_anyway=true")
     log.info("started mode=socket policy=%s", settings.policy_file)
     handler.start()
 
@@ -153,7 +189,7 @@ def serve_http(settings: Settings, policy) -> None:  # type: ignore[no-untyped-d
     from bot.server import serve
 
     log.info("started mode=http port=%s policy=%s", settings.port, settings.policy_file)
-    serve(settings, policy)
+    serve(settings, policy, start_work_process())
 
 
 if __name__ == "__main__":

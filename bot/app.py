@@ -21,7 +21,9 @@ from bot.service import KillTaskService
 from bot.slack import register
 from bot.slack.adapters import SlackMembership, SlackNotifier
 from bot.slack.handlers import Handlers
+from bot.slack.jobs import JobRunner, decode
 from bot.store import SharedRateLimit, Store, make_engine
+from bot.work import WorkChannel
 
 log = logging.getLogger(__name__)
 
@@ -53,22 +55,38 @@ class Ticker:
 
 @dataclass
 class Bot:
+    """The process answering Slack: it checks, acks and hands the rest to the work process."""
+
     app: App
     service: KillTaskService
     store: Store
     executor: ThreadPoolExecutor
-    work: ThreadPoolExecutor
+    channel: WorkChannel
+
+    def shutdown(self) -> None:
+        """Let every request already being answered hand its job over, then hang up."""
+        self.executor.shutdown(wait=True)
+        self.channel.close()
+
+
+@dataclass
+class Worker:
+    """The work process's parts: it runs the jobs and the clock."""
+
+    service: KillTaskService
+    store: Store
+    runner: JobRunner
     ticker: Ticker
 
-    def start_background(self) -> None:
+    def run(self, frame: bytes) -> None:
+        self.runner.run(decode(frame))
+
+    def start(self) -> None:
         self.store.heartbeat(self.service.process_id)
         self.ticker.start()
 
-    def shutdown(self) -> None:
-        """Stop the clock, then let every click already acked finish its work."""
+    def stop(self) -> None:
         self.ticker.stop()
-        self.executor.shutdown(wait=True)
-        self.work.shutdown(wait=True)
 
 
 def web_client(settings: Settings) -> WebClient:
@@ -79,7 +97,7 @@ def web_client(settings: Settings) -> WebClient:
     return client
 
 
-def build_bot(settings: Settings, policy: Policy) -> Bot:
+def build_service(settings: Settings, policy: Policy) -> tuple[KillTaskService, SlackNotifier]:
     store = Store(make_engine(settings.database_url.reveal()))
     client = web_client(settings)
     cloud = DbbrainGateway(
@@ -103,14 +121,26 @@ def build_bot(settings: Settings, policy: Policy) -> Bot:
         process_id=f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
         heartbeat_grace=max(5 * settings.tick_seconds, 2.0),
     )
+    return service, notifier
+
+
+def build_bot(settings: Settings, policy: Policy, channel: WorkChannel) -> Bot:
+    # The service here only answers the modal's policy check before the form closes.
+    service, notifier = build_service(settings, policy)
     executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="slack-listener")
     app = App(
-        client=client,
+        client=notifier.client,
         signing_secret=settings.slack_signing_secret.reveal() or None,
         listener_executor=executor,
         # __main__ asked Slack once at start (auth.test); the worker need not ask again
         token_verification_enabled=False,
     )
-    work = ThreadPoolExecutor(max_workers=16, thread_name_prefix="work")
-    register(app, Handlers(service, notifier, work))
-    return Bot(app, service, store, executor, work, Ticker(service, settings.tick_seconds))
+    register(app, Handlers(service, notifier, channel))
+    return Bot(app, service, service.store, executor, channel)
+
+
+def build_worker(settings: Settings, policy: Policy) -> Worker:
+    service, notifier = build_service(settings, policy)
+    return Worker(
+        service, service.store, JobRunner(service, notifier), Ticker(service, settings.tick_seconds)
+    )

@@ -1,29 +1,36 @@
 """HTTP mode: Bolt behind gunicorn (threaded worker), with /slack/events and /healthz.
 
-One worker process with threads: DBbrain's rate limit and Slack's 3 s ack both want a single
-event loop per replica; run more replicas for more capacity, they share the database.
+One server worker with threads answers Slack; the work process (`bot.work`), started by the
+gunicorn master before its worker and stopped after it, does what the acks hand over. Run more
+replicas for more capacity; they share the database.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from gunicorn.app.base import BaseApplication
+from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.app import Bot, build_bot
 from bot.config import Settings
 from bot.policy import Policy
+from bot.work import WorkChannel, WorkProcess
 
 log = logging.getLogger(__name__)
 
 
-def wsgi_app(bot: Bot):  # type: ignore[no-untyped-def]
-    slack = SlackRequestHandler(bot.app)
+def wsgi_app(app: App, ready: Callable[[], bool] = lambda: True):  # type: ignore[no-untyped-def]
+    slack = SlackRequestHandler(app)
 
     def application(environ, start_response):  # type: ignore[no-untyped-def]
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
+            if not ready():  # acks would only say "try again": do not take traffic yet
+                start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+                return [b"work process not ready\n"]
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"ok\n"]
         if path == "/slack/events" and environ.get("REQUEST_METHOD") == "POST":
@@ -45,9 +52,10 @@ def _has_signature_headers(environ: dict) -> bool:
 
 
 class _Server(BaseApplication):
-    def __init__(self, settings: Settings, policy: Policy):
+    def __init__(self, settings: Settings, policy: Policy, work: WorkProcess | None = None):
         self.settings = settings
         self.policy = policy
+        self.work = work
         self.bot: Bot | None = None
         super().__init__()
 
@@ -57,6 +65,11 @@ class _Server(BaseApplication):
         def worker_exit(_server, _worker) -> None:  # type: ignore[no-untyped-def]
             if bot_holder.bot is not None:
                 bot_holder.bot.shutdown()
+
+        def on_exit(_server) -> None:  # type: ignore[no-untyped-def]
+            # The master, after its worker is gone: every job is handed over; let them finish.
+            if bot_holder.work is not None:
+                bot_holder.work.stop()
 
         options = {
             "bind": f"{self.settings.host}:{self.settings.port}",
@@ -70,16 +83,17 @@ class _Server(BaseApplication):
             "errorlog": "-",
             "loglevel": "warning",
             "worker_exit": worker_exit,
+            "on_exit": on_exit,
         }
         for key, value in options.items():
             self.cfg.set(key, value)
 
     def load(self):  # type: ignore[no-untyped-def]
         # Built in the worker, after the fork, so its threads and connections live there.
-        self.bot = build_bot(self.settings, self.policy)
-        self.bot.start_background()
-        return wsgi_app(self.bot)
+        assert self.work is not None
+        self.bot = build_bot(self.settings, self.policy, WorkChannel(self.work.path))
+        return wsgi_app(self.bot.app, self.bot.channel.ready)
 
 
-def serve(settings: Settings, policy: Policy) -> None:
-    _Server(settings, policy).run()
+def serve(settings: Settings, policy: Policy, work: WorkProcess) -> None:
+    _Server(settings, policy, work).run()

@@ -245,6 +245,7 @@ def test_kill_task_kills_matching_sessions_until_cancelled(emulator, client, acc
         wait_until(sleeper.done.is_set, f"session {sleeper.id} to be killed")
         assert isinstance(sleeper.error, pymysql.err.OperationalError)
     wait_until(lambda: process_ids(client, User=app) == {app_idle.thread_id()}, "kills to show")
+    wait_until(lambda: len(emulator.tasks[0]["Killed"]) == 2, "the kills to be recorded")
 
     assert call(client, "CancelKillTask").Status == 1
     assert alive(app_idle) and alive(batch_idle)
@@ -260,7 +261,8 @@ def test_kill_task_kills_matching_sessions_until_cancelled(emulator, client, acc
     # ...and a new task with the same filters kills it: it did match.
     assert call(client, "CreateKillTask", Duration=-1, **filters).Status == 1
     wait_until(late.done.is_set, "the late session to be killed by the second task")
-    assert emulator.tasks[1]["Killed"] == [late.id]
+    # The emulator notes a kill once KILL has returned, a moment after the session sees it.
+    wait_until(lambda: emulator.tasks[1]["Killed"] == [late.id], "the kill to be recorded")
     assert call(client, "CancelKillTask").Status == 1
     assert not batch_busy.done.is_set() and alive(batch_idle)
 

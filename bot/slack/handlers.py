@@ -3,46 +3,45 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from concurrent.futures import Executor
 
 from slack_bolt import Ack
 from slack_sdk import WebClient
 
 from bot.killtask import (
-    KillTaskSpec,
     SpecError,
     build_spec,
-    describe_filters,
     parse_instance_id,
     parse_product,
     parse_reason,
     split_line,
 )
-from bot.service import KillTaskService, Outcome
+from bot.service import KillTaskService
 from bot.slack import blocks
 from bot.slack.adapters import SlackNotifier
+from bot.slack.jobs import Click, File, Job, ListOpen, ShowPreview, StopInstance, encode
+from bot.work import WorkChannel
 
 log = logging.getLogger(__name__)
 
 
-class Handlers:
-    """`work` runs everything after the ack, so Bolt's listener threads are free again at once
-    and a storm of clicks waiting on DBbrain's rate limit cannot delay anyone's ack."""
+UNAVAILABLE = (
+    "The bot could not take this just now: its work process is not answering (restarting, or "
+    "overloaded), so nothing was done. Try again in a few seconds; if it keeps happening, check "
+    "the bot's log."
+)
 
-    def __init__(self, service: KillTaskService, notifier: SlackNotifier, work: Executor):
+
+class Handlers:
+    """Each request is checked, handed to the work process as a job, then acked: the listener
+    is free again at once, and the slow part (Slack, DBbrain, the database) runs elsewhere."""
+
+    def __init__(self, service: KillTaskService, notifier: SlackNotifier, channel: WorkChannel):
         self.service = service
         self.notifier = notifier
-        self.work = work
+        self.channel = channel
 
-    def later(self, task: Callable[[], None]) -> None:
-        def run() -> None:
-            try:
-                task()
-            except Exception:
-                log.exception("work_failed")
-
-        self.work.submit(run)
+    def _hand_over(self, job: Job) -> bool:
+        return self.channel.submit(encode(job))
 
     @property
     def _protected(self) -> frozenset[str]:
@@ -65,58 +64,42 @@ class Handlers:
             ack()
             client.views_open(trigger_id=body["trigger_id"], view=blocks.modal(channel_id))
             return
+        job: Job
         if line.verb == "list":
-            ack()
-
-            def show_list() -> None:
-                found = self.service.open_requests(user_id, channel_id)
-                text = found.message if isinstance(found, Outcome) else blocks.list_text(found)
-                self.notifier.tell(channel_id, user_id, text, response_url)
-
-            self.later(show_list)
-            return
-        if line.verb == "stop":
+            job = ListOpen(user_id, channel_id, response_url)
+        elif line.verb == "stop":
             try:
                 instance_id, product, reason = _stop_args(line.fields)
             except SpecError as error:
                 _reply(ack, blocks.spec_error_text(error))
                 return
-            ack()
-            self.later(
-                lambda: self._answer(
-                    self.service.stop_instance(user_id, channel_id, instance_id, product, reason),
-                    channel_id, user_id, response_url, always=True,
-                )
-            )  # fmt: skip
-            return
-        fields = line.fields
-        if line.verb == "preview":  # a preview kills nothing, so it needs no duration
-            fields = {"duration": "until-stopped", **fields}
-        try:
-            spec = build_spec(fields, self._protected)
-        except SpecError as error:
-            _reply(ack, blocks.spec_error_text(error))
-            return
-        if line.verb == "preview":
-            ack()
-            self.later(lambda: self._show_preview(user_id, channel_id, spec, response_url))
-            return
-        unknown_flags = line.flags - {"break-glass"}
-        if unknown_flags:
-            flag = sorted(unknown_flags)[0]
-            _reply(ack, f"Unknown option `--{flag}`; the only option is `--break-glass`.")
-            return
-        ack()
-        trigger = body.get("trigger_id")
-        self.later(
-            lambda: self._answer(
-                self.service.file(
+            job = StopInstance(user_id, channel_id, instance_id, product, reason, response_url)
+        else:
+            fields = line.fields
+            if line.verb == "preview":  # a preview kills nothing, so it needs no duration
+                fields = {"duration": "until-stopped", **fields}
+            try:
+                spec = build_spec(fields, self._protected)
+            except SpecError as error:
+                _reply(ack, blocks.spec_error_text(error))
+                return
+            unknown_flags = line.flags - {"break-glass"}
+            if line.verb == "preview":
+                job = ShowPreview(user_id, channel_id, spec, response_url)
+            elif unknown_flags:
+                flag = sorted(unknown_flags)[0]
+                _reply(ack, f"Unknown option `--{flag}`; the only option is `--break-glass`.")
+                return
+            else:
+                trigger = body.get("trigger_id")
+                job = File(
                     user_id, channel_id, spec, break_glass="break-glass" in line.flags,
-                    source_key=f"cmd:{trigger}" if trigger else None,
-                ),
-                channel_id, user_id, response_url, always=True,
-            )
-        )  # fmt: skip
+                    source_key=f"cmd:{trigger}" if trigger else None, response_url=response_url,
+                )  # fmt: skip
+        if self._hand_over(job):
+            ack()
+        else:
+            _reply(ack, UNAVAILABLE)
 
     # ------------------------------------------------------------ the modal
 
@@ -137,19 +120,15 @@ class Handlers:
         if not decision.allowed and decision.field:
             ack(response_action="errors", errors={decision.field: decision.reason[:150]})
             return
-        ack()
         view_id = view.get("id") or ""
-        self.later(
-            lambda: self._answer(
-                self.service.file(user_id, channel_id, spec, source_key=f"view:{view_id}"),
-                channel_id, user_id, None, always=True,
-            )
-        )  # fmt: skip
+        if self._hand_over(File(user_id, channel_id, spec, source_key=f"view:{view_id}")):
+            ack()
+        else:  # the form stays open with what they typed, so they can simply submit again
+            ack(response_action="errors", errors={"instance_id": UNAVAILABLE[:150]})
 
     # ------------------------------------------------------------ buttons
 
     def button(self, ack: Ack, body: dict, action: dict) -> None:
-        ack()
         user_id = body["user"]["id"]
         channel_id = (body.get("channel") or {}).get("id") or ""
         message_ts = (body.get("container") or {}).get("message_ts")
@@ -157,40 +136,12 @@ class Handlers:
             request_id = int(str(action.get("value", "")))
         except ValueError:
             request_id = -1
-        verb = action["action_id"]
-        use_case = {
-            "approve": self.service.approve,
-            "reject": self.service.reject,
-            "stop": self.service.stop,
-            "refresh_preview": self.service.refresh_preview,
-        }[verb]
-        # The card and its thread show successes; the clicker hears only about problems.
-        self.later(
-            lambda: self._answer(
-                use_case(user_id, request_id, channel_id, message_ts),
-                channel_id, user_id, body.get("response_url"), always=False,
-            )
-        )  # fmt: skip
-
-    def _show_preview(
-        self, user_id: str, channel_id: str, spec: KillTaskSpec, response_url: str | None
-    ) -> None:
-        outcome = self.service.preview(user_id, channel_id, spec)
-        if outcome.preview is None:
-            text = outcome.message
-        else:
-            text = (
-                f"Preview for `{spec.instance_id}`, {describe_filters(spec)} "
-                "(nothing was filed):\n" + blocks.preview_text(outcome.preview)
-            )
-        self.notifier.tell(channel_id, user_id, text, response_url)
-
-    def _answer(
-        self, outcome: Outcome, channel_id: str, user_id: str, response_url: str | None,
-        always: bool,
-    ) -> None:  # fmt: skip
-        if always or not outcome.ok:
-            self.notifier.tell(channel_id, user_id, outcome.message, response_url)
+        response_url = body.get("response_url")
+        job = Click(action["action_id"], user_id, channel_id, request_id, message_ts, response_url)
+        handed_over = self._hand_over(job)
+        ack()
+        if not handed_over:
+            self.notifier.tell(channel_id, user_id, UNAVAILABLE, response_url)
 
 
 def _reply(ack: Ack, text: str) -> None:
