@@ -5,6 +5,7 @@ optional (environment variables):
 
   BENCH_REQUESTS            requests per concurrency level, commands and clicks each (2000)
   BENCH_LEVELS              concurrency levels ("1,10,50")
+  BENCH_ROUNDS              rounds the ack runs are split into, ours and bare Bolt's alternating (3)
   BENCH_GROWTH              past requests in the store for the growth runs ("0,10000,100000")
   BENCH_GROWTH_REQUESTS     requests per growth run, commands and clicks each (2000)
   BENCH_GROWTH_CONCURRENCY  concurrency of the growth runs (10)
@@ -16,7 +17,7 @@ optional (environment variables):
   BENCH_OUT                 where the markdown goes (docs/benchmarks.md)
   BENCH_POSTGRES_URL        PostgreSQL to use (postgresql://postgres@127.0.0.1:5432/test);
                             unreachable: the PostgreSQL parts are skipped, and the report says so
-  BENCH_ONLY                some of: baseline, acks, cloud, rate, growth (all of them)
+  BENCH_ONLY                some of: acks, cloud, rate, growth (all of them)
   BENCH_PROFILE             a folder: record each timed run of the bot with py-spy (which must
                             be installed, e.g. `.venv/bin/pip install py-spy`), raw format,
                             threads holding the GIL only (BENCH_PROFILE_IDLE=1: all threads)
@@ -89,7 +90,7 @@ TARGETS = {
 }
 
 
-PHASES = ("baseline", "acks", "cloud", "rate", "growth")
+PHASES = ("acks", "cloud", "rate", "growth")
 
 
 def env_int(name: str, default: int) -> int:
@@ -105,6 +106,7 @@ def env_list(name: str, default: str) -> list[int]:
 class Knobs:
     requests: int = field(default_factory=lambda: env_int("BENCH_REQUESTS", 2000))
     levels: list[int] = field(default_factory=lambda: env_list("BENCH_LEVELS", "1,10,50"))
+    rounds: int = field(default_factory=lambda: env_int("BENCH_ROUNDS", 3))
     growth: list[int] = field(default_factory=lambda: env_list("BENCH_GROWTH", "0,10000,100000"))
     growth_requests: int = field(default_factory=lambda: env_int("BENCH_GROWTH_REQUESTS", 2000))
     growth_rounds: int = field(default_factory=lambda: env_int("BENCH_GROWTH_ROUNDS", 2))
@@ -219,9 +221,10 @@ class Bench:
     def start_bot(self, db: Database, label: str, secret_id: str = SECRET_A) -> Server:
         return self.start(f"bot-{len(self.servers)}", "bot", self.bot_env(db, secret_id), label)
 
-    def finish(self, server: Server, phase: str, graceful: bool = False) -> None:
+    def finish(self, server: Server, phase: str, graceful: bool = False, record: bool = True):
         """Read the peak RSS, then stop (SIGTERM, drains) or kill (SIGKILL, no drain)."""
-        self.rss.append((phase, server.peak_rss()))
+        if record:
+            self.rss.append((phase, server.peak_rss()))
         if graceful:
             server.stop()
         else:
@@ -272,7 +275,8 @@ class Bench:
             return
         self.k.profile.mkdir(parents=True, exist_ok=True)
         name = "".join(ch if ch.isalnum() else "-" for ch in f"{server.name}-{phase}")
-        command = [spy, "record", "-p", str(worker), "-f", "raw", "-r", "200", "--nonblocking"]
+        rate = os.environ.get("BENCH_PROFILE_RATE", "200")
+        command = [spy, "record", "-p", str(worker), "-f", "raw", "-r", rate, "--nonblocking"]
         command += ["-o", str(self.k.profile / f"{name}.txt")]
         command += ["--idle"] if self.k.profile_idle else ["--gil"]
         recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -311,69 +315,75 @@ class Bench:
         """Filing reads a preview through the 20/s DBbrain limit: allow for that, and more."""
         return 30.0 + n / RATE_LIMIT * 2
 
-    # ------------------------------------------------------------ the baseline
+    # ------------------------------------------------------------ acks, ours and bare Bolt's
 
-    def baseline(self) -> None:
-        log("baseline: bare Bolt app")
+    def ack_runs(self) -> None:
+        """Ours and the bare Bolt app's, in rounds that alternate between the two, so a busy
+        moment of the shared machine falls on both; each level's requests are split across
+        the rounds and their latencies pooled."""
+        log("acks: bare Bolt app and the bot, alternating")
         env = clean_env(
             SLACK_SIGNING_SECRET=SIGNING_SECRET,
             SLACK_API_URL=self.st.slack_url,
             HOST="127.0.0.1",
             LOG_LEVEL="INFO",
         )
-        server = self.start("baseline", "bench.baseline", env, "baseline (bare Bolt app)")
+        base = self.start("baseline", "bench.baseline", env, "baseline (bare Bolt app)")
         fake = [
             Pending(i, "cdb-none", CHANNEL, f"1900000000.{i:06d}") for i in range(self.k.requests)
         ]
-        self.run(server, self.commands(self.k.warmup), 5, "baseline warm-up")
-        self.run(server, self.clicks(fake[: self.k.warmup]), 5, "baseline warm-up")
-        for level in self.k.levels:
-            for kind in ("command", "approve"):
-                prepared = (
-                    self.commands(self.k.requests) if kind == "command" else self.clicks(fake)
-                )
-                result = self.run(server, prepared, level, f"baseline {kind} c={level}")
-                self.acks.append(AckRow(kind, "baseline", result))
-                log(f"baseline {kind} c={level}: p99 {ms(result.pct(99))} ms, {cpu_text(result)}")
-        self.finish(server, "baseline, after all levels", graceful=True)
-        self.st.reset()
-
-    # ------------------------------------------------------------ the bot's acks
-
-    def bot_acks(self) -> None:
+        self.run(base, self.commands(self.k.warmup), 5, "baseline warm-up")
+        self.run(base, self.clicks(fake[: self.k.warmup]), 5, "baseline warm-up")
         db = Database.sqlite(self.work, "acks")
-        n, warm = self.k.requests, self.k.warmup
-        for i, level in enumerate(self.k.levels):
-            label = "SQLite, new file (migrates)" if i == 0 else "SQLite, restarted after SIGKILL"
-            bot = self.start_bot(db, label)
+        rounds = max(1, self.k.rounds)
+        runs: dict[tuple[str, str, int], list[load.Result]] = {}
+        done: dict[tuple[str, int], int] = {}
+        for r in range(rounds):
+            last = r == rounds - 1
+            for level in self.k.levels:
+                for kind in ("command", "approve"):
+                    n = len(range(r, self.k.requests, rounds))  # this round's share
+                    theirs = self.commands(n) if kind == "command" else self.clicks(fake[:n])
+                    runs.setdefault((kind, "baseline", level), []).append(
+                        self.run(base, theirs, level, f"baseline {kind} c={level}")
+                    )
+                    result, got = self.bot_run(db, kind, level, n, last)
+                    runs.setdefault((kind, "bot", level), []).append(result)
+                    done[(kind, level)] = done.get((kind, level), 0) + got
+        self.finish(base, "baseline, after all levels", graceful=True)
+        self.st.reset()
+        for (kind, server, level), parts in runs.items():
+            pooled = load.pool(parts)
+            background = ""
+            if server == "bot":
+                noun = "cards posted" if kind == "command" else "CreateKillTask sent"
+                background = f"{done[(kind, level)]:,} of {pooled.requests:,} {noun}"
+            self.acks.append(AckRow(kind, server, pooled, background))
+            log(f"{server} {kind} c={level}: p99 {ms(pooled.pct(99))} ms, {cpu_text(pooled)}")
+
+    def bot_run(
+        self, db: Database, kind: str, level: int, n: int, last: bool
+    ) -> tuple[load.Result, int]:
+        """One timed run on a freshly started bot; returns it and how much work got done."""
+        warm = self.k.warmup
+        if kind == "command":
+            bot = self.start_bot(db, "SQLite, restarted after SIGKILL")
             self.run(bot, self.commands(warm), 5, "bot warm-up")
             self.settle("command warm-up", self.st.wait_count("chat.postEphemeral", warm, 60))
             result = self.run(bot, self.commands(n), level, f"bot command c={level}")
-            filed = len(self.st.cards()) - warm
-            self.finish(bot, f"bot, after {n:,} commands at c={level}")
-            self.acks.append(AckRow("command", "bot", result, f"{filed:,} of {n:,} cards posted"))
-            log(
-                f"bot command c={level}: p99 {ms(result.pct(99))} ms, {filed} filed, "
-                f"{cpu_text(result)}"
-            )
-            self.st.reset()
-        for level in self.k.levels:
+            got = len(self.st.cards()) - warm
+        else:
             pending = db.seed_pending(n + warm, CHANNEL, REQUESTER, f"a{level}x")
             rows = db.count_requests()
             bot = self.start_bot(db, f"SQLite, {rows:,} rows, restarted after SIGKILL")
             self.run(bot, self.clicks(pending[:warm]), 5, "bot warm-up")
             self.settle("approve warm-up", self.st.wait_creates(warm, 60))
             result = self.run(bot, self.clicks(pending[warm:]), level, f"bot approve c={level}")
-            created = sum(c.action == "CreateKillTask" for c in self.st.cloud_calls()) - warm
-            self.finish(bot, f"bot, after {n:,} approvals at c={level}")
-            self.acks.append(
-                AckRow("approve", "bot", result, f"{created:,} of {n:,} CreateKillTask sent")
-            )
-            log(
-                f"bot approve c={level}: p99 {ms(result.pct(99))} ms, {created} created, "
-                f"{cpu_text(result)}"
-            )
-            self.st.reset()
+            got = sum(c.action == "CreateKillTask" for c in self.st.cloud_calls()) - warm
+        noun = "commands" if kind == "command" else "approvals"
+        self.finish(bot, f"bot, after {self.k.requests:,} {noun} at c={level}", record=last)
+        self.st.reset()
+        return result, got
 
     # ------------------------------------------------------------ approval to cloud
 
@@ -654,8 +664,7 @@ class Bench:
     def run_all(self) -> None:
         self.check_postgres()
         steps = {
-            "baseline": self.baseline,
-            "acks": self.bot_acks,
+            "acks": self.ack_runs,
             "cloud": self.approval_to_cloud,
             "rate": self.rate_limit,
             "growth": self.growth_runs,
@@ -790,7 +799,8 @@ def render(b: Bench, began: datetime.datetime, took: float, loads: tuple) -> tup
         f"{platform.system()} {platform.release()}), Python {platform.python_version()}, "
         f"commit {git_commit()}; took {took / 60:.1f} min. Load average before/after: "
         f"{loads[0]:.2f} / {loads[1]:.2f}. Made by `make bench` (`python -m bench`); knobs: "
-        f"{k.requests:,} requests per level, levels {', '.join(map(str, k.levels))}, growth "
+        f"{k.requests:,} requests per level in {k.rounds} alternating rounds, levels "
+        f"{', '.join(map(str, k.levels))}, growth "
         f"{', '.join(f'{g:,}' for g in k.growth)} past requests with {k.growth_requests:,} "
         f"requests at c={k.growth_concurrency}, {k.cloud_samples} approvals timed to DBbrain "
         f"per delay, bursts of {k.burst} approvals."
@@ -1049,6 +1059,9 @@ def render(b: Bench, began: datetime.datetime, took: float, loads: tuple) -> tup
             )
         )
         add("")
+    if FINDINGS.exists():  # kept by hand: what profiling found, and the numbers before and after
+        add(FINDINGS.read_text().strip())
+        add("")
     add("## How measured")
     add("")
     add(HOW)
@@ -1063,25 +1076,32 @@ def render(b: Bench, began: datetime.datetime, took: float, loads: tuple) -> tup
     return "\n".join(out), failed
 
 
+FINDINGS = Path(__file__).with_name("findings.md")
+
 HOW = """\
-- **Processes.** The real bot (`python -m bot`: gunicorn, gthread, 1 worker, 16 threads) runs
+- **Processes.** The real bot (`python -m bot`: gunicorn, gthread, 1 worker, 16 threads, and
+  the work process `python -m bot work` that runs everything after the acks at nice 10) runs
   in its own process group, configured only through its environment, with SQLite unless said
-  otherwise. The fake Slack Web API and the DBbrain emulator (`standins/`) run together in a
-  second process (`python -m bench.standins`), and the load generator in a third (this one), so
-  the three do not share an interpreter lock. All of it is on this machine, on 127.0.0.1; the
-  machine is shared, so figures move with whatever else runs (see the load averages above).
+  otherwise; `/healthz` answers 200 only once the work process takes jobs. The fake Slack Web
+  API and the DBbrain emulator (`standins/`) run together in a second process (`python -m
+  bench.standins`), and the load generator in a third (this one), so they do not share an
+  interpreter lock. All of it is on this machine, on 127.0.0.1; the machine is shared, so
+  figures move with whatever else runs (see the load averages above).
 - **Baseline.** `bench/baseline.py`: a bare Bolt app whose `/killtask` and buttons only call
   `ack()`, served through `bot.server` itself (same gunicorn options, WSGI adapter and routing,
   same 16-thread listener executor). Bolt acks from a listener thread and polls for the ack
   every 10 ms, so about 10 ms is the floor for both.
+- **Rounds.** Each level's requests are split into rounds (3 unless said otherwise), and the
+  bare Bolt app and the bot take turns, round by round, so a busy moment of the shared machine
+  falls on both; a row pools the latencies of all its rounds.
 - **Load.** Closed loop: N threads, each with one persistent HTTP/1.1 connection
   (`http.client`), each sending its next request when the previous answer is read. Bodies are
   built and signed (Slack's v0 HMAC) before the clock starts. Latency is from sending the
   request to reading the whole answer. Every request is valid: commands use a new instance id
   each, clicks approve a pending request of their own. Errors are connection failures and
   timeouts; any status but 200 is counted apart. The CPU column is CPU time used while the run
-  lasted by the server's worker, the stand-ins and the load generator, and how busy the whole
-  machine was (all CPUs, anything running).
+  lasted by the server's worker, the bot's work process, the stand-ins and the load generator,
+  and how busy the whole machine was (all CPUs, anything running).
 - **Background work.** Each command files a request, posts its card, reads a live preview
   (DescribeMySqlProcessList) and answers privately; each approval reads the preview again and
   calls CreateKillTask. Both DBbrain calls go through the bot's 20-per-second limit, so filing
@@ -1100,7 +1120,8 @@ HOW = """\
   each call's arrival and CAM key, from which the peaks are computed. The two-process run uses
   two replicas on one PostgreSQL schema, each with its own CAM key, half the clicks each.
 - **Start-up** is timed from `Popen` to the first 200 from `/healthz` (polled every 5 ms).
-  **Memory** is VmHWM of the master (`python -m bot`) and of its gunicorn worker (its child).
+  **Memory** is VmHWM of the master (`python -m bot`) and of its two children: the gunicorn
+  worker and the work process.
 - **Growth.** Past requests (states finished, expired, rejected, stopped, failed; 50 channels;
   two audit rows each) are inserted with SQL before the bot starts; PostgreSQL is ANALYZEd
   after, as autovacuum would have done. Each size has its own database; the sizes are measured

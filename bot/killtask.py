@@ -10,7 +10,8 @@ import ipaddress
 import re
 import shlex
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 
 PRODUCTS = ("mysql", "cynosdb")
 PRODUCT_NAMES = {"mysql": "TencentDB for MySQL", "cynosdb": "TDSQL-C for MySQL"}
@@ -119,7 +120,7 @@ class KillTaskSpec:
         return params
 
     def to_dict(self) -> dict[str, object]:
-        data = asdict(self)
+        data: dict[str, object] = {f: getattr(self, f) for f in SPEC_FIELDS}
         data["db"] = list(self.db)
         data["command"] = list(self.command)
         return data
@@ -140,6 +141,8 @@ class KillTaskSpec:
             reason=data.get("reason") or None,  # type: ignore[arg-type]
         )
 
+
+SPEC_FIELDS = tuple(f.name for f in dataclass_fields(KillTaskSpec))
 
 # ---------------------------------------------------------------- field parsers
 

@@ -7,6 +7,7 @@ replicas for more capacity; they share the database.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 
@@ -92,6 +93,9 @@ class _Server(BaseApplication):
         # Built in the worker, after the fork, so its threads and connections live there.
         assert self.work is not None
         self.bot = build_bot(self.settings, self.policy, WorkChannel(self.work.path))
+        # What start-up built lives as long as the worker: keep the collector from walking it
+        # again and again, which it would do mid-request (tens of thousands of objects).
+        gc.freeze()
         return wsgi_app(self.bot.app, self.bot.channel.ready)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import shutil
 import socket
 import struct
@@ -35,34 +36,93 @@ NICE = 10  # under CPU pressure the acks come first; the work still gets its sha
 
 
 class WorkChannel:
-    """The listeners' side: hands a job to the work process, or says it could not."""
+    """The listeners' side: hands jobs to the work process, or says it could not.
+
+    After an ack, `post` only queues the job: one sender thread writes whatever has queued up
+    in a single write. Sixteen listeners each waiting on the socket would each wait again for
+    the interpreter lock, and under load those waits slowed every ack (docs/benchmarks.md)."""
+
+    MAX_BATCH = 256
 
     def __init__(self, path: str, patience: float = 2.0):
         self.path = path
         self.patience = patience
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[tuple[bytes, Callable[[], None]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._sender: threading.Thread | None = None
+        self._sender_lock = threading.Lock()
 
     def submit(self, frame: bytes) -> bool:
         """True once the work process has the job. False after `patience` seconds of trying:
         the caller tells the person that nothing was done."""
-        data = HEADER.pack(len(frame)) + frame
+        return self._write([frame]) == 1
+
+    def post(self, frame: bytes, on_failure: Callable[[], None]) -> None:
+        """Queue a job without waiting. If it cannot be handed over within `patience`,
+        `on_failure` runs (on the sender thread) to tell the person."""
+        with self._sender_lock:
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._send, name="work-send", daemon=True)
+                self._sender.start()
+        self._queue.put((frame, on_failure))
+
+    def _send(self) -> None:
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True  # hand over what came before the close, then stop
+                    break
+                batch.append(item)
+            delivered = self._write([frame for frame, _ in batch])
+            for _, on_failure in batch[delivered:]:
+                try:
+                    on_failure()
+                except Exception:
+                    log.exception("work_handoff_failure_report_failed")
+
+    def _write(self, frames: list[bytes]) -> int:
+        """Write the frames in order; how many the work process got whole. A frame cut short
+        by an error is dropped whole by the reader, and frames already through are never
+        written again, so no job can run twice."""
+        ends: list[int] = []
+        data = bytearray()
+        for frame in frames:
+            data += HEADER.pack(len(frame)) + frame
+            ends.append(len(data))
+        sent = 0  # bytes the work process has, counted from the first frame not yet whole
+        start = 0  # where that frame begins in data
         deadline = time.monotonic() + self.patience
         with self._lock:
-            while True:
+            while start < len(data):
                 try:
                     if self._sock is None:
                         self._sock = self._connect()
-                    # A frame cut short by an error is dropped whole by the reader, so
-                    # sending it again on a new connection cannot run it twice.
-                    self._sock.sendall(data)
-                    return True
+                    view = memoryview(data)
+                    while sent < len(data):
+                        sent += self._sock.send(view[sent:])
+                    start = sent
                 except OSError as exc:
                     self._drop()
+                    start = max([0, *[end for end in ends if end <= sent]])
+                    sent = start  # resend from the first frame that did not get through whole
                     if time.monotonic() >= deadline:
-                        log.error("work_handoff_failed error=%s", type(exc).__name__)
-                        return False
+                        lost = sum(1 for end in ends if end > start)
+                        log.error("work_handoff_failed error=%s jobs=%s", type(exc).__name__, lost)
+                        break
                     time.sleep(0.05)
+        return sum(1 for end in ends if end <= start)
 
     def ready(self) -> bool:
         """Whether the work process is there to take jobs (for /healthz)."""
@@ -77,6 +137,12 @@ class WorkChannel:
             return True
 
     def close(self) -> None:
+        """Hand over everything posted so far, then hang up."""
+        with self._sender_lock:
+            sender, self._sender = self._sender, None
+        if sender is not None:
+            self._queue.put(None)
+            sender.join(self.patience * 4)
         with self._lock:
             self._drop()
 

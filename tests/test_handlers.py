@@ -1,5 +1,6 @@
-"""The listeners' half of the hand-over: a request is acked only once its job is with the work
-process; when the work process cannot take it, the person hears at once that nothing was done."""
+"""The listeners' half of the hand-over: a request is checked and acked and its job handed to the
+work process; when the work process cannot take it, the person hears at once that nothing was
+done (a form stays open and says so)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ class Channel:
         if self.takes:
             self.jobs.append(decode(frame))
         return self.takes
+
+    def post(self, frame: bytes, on_failure) -> None:  # type: ignore[no-untyped-def]
+        if not self.submit(frame):
+            on_failure()
 
 
 class Ack:
@@ -68,7 +73,7 @@ def command_body(text: str) -> dict:
         ("preview cdb-12345678 user=app", ShowPreview),
     ],
 )
-def test_a_command_is_acked_once_its_job_is_handed_over(text: str, kind: type) -> None:
+def test_a_command_is_acked_and_its_job_handed_over(text: str, kind: type) -> None:
     handler, channel, _ = handlers(takes=True)
     ack = Ack()
     handler.command(ack, command_body(text), client=None)  # type: ignore[arg-type]
@@ -87,12 +92,22 @@ def test_the_filed_job_carries_what_was_typed() -> None:
     assert job.source_key == "cmd:1.2"
 
 
-def test_a_command_the_work_process_cannot_take_is_answered_in_the_ack() -> None:
-    handler, _, _ = handlers(takes=False)
+def test_a_command_the_work_process_cannot_take_is_explained_at_once() -> None:
+    handler, _, notifier = handlers(takes=False)
     ack = Ack()
     handler.command(ack, command_body("cdb-12345678 duration=10m user=app"), None)  # type: ignore[arg-type]
-    assert ack.calls == [{"response_type": "ephemeral", "text": UNAVAILABLE}]
+    assert ack.calls == [{}]
+    assert notifier.told == [("C1", "U1", UNAVAILABLE, "http://127.0.0.1:9/hook")]
     assert "nothing was done" in UNAVAILABLE and "Try again" in UNAVAILABLE
+
+
+def test_a_command_with_a_mistake_is_answered_in_the_ack_and_hands_nothing_over() -> None:
+    handler, channel, notifier = handlers(takes=True)
+    ack = Ack()
+    handler.command(ack, command_body("cdb-12345678 duration=soon user=app"), None)  # type: ignore[arg-type]
+    [call] = ack.calls
+    assert call["response_type"] == "ephemeral" and "duration" in call["text"]
+    assert channel.jobs == [] and notifier.told == []
 
 
 def test_a_click_the_work_process_cannot_take_is_acked_and_explained() -> None:

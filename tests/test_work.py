@@ -137,3 +137,65 @@ def test_ready_follows_the_work_process_and_a_restart_is_found_again(path: str) 
     wait_for(lambda: second.ran == [b"to the second"])
     channel.close()
     second.stop()
+
+
+def test_posted_jobs_from_many_threads_all_run_once_and_close_hands_over_the_rest(
+    path: str,
+) -> None:
+    server = Server(path)
+    channel = WorkChannel(path)
+    wait_for(channel.ready)
+    failed: list[bytes] = []
+    frames = [f"posted-{i}".encode() * (1 + i % 30) for i in range(3000)]
+
+    def post(part: list[bytes]) -> None:
+        for frame in part:
+            channel.post(frame, lambda frame=frame: failed.append(frame))
+
+    posters = [threading.Thread(target=post, args=(frames[i::8],)) for i in range(8)]
+    for poster in posters:
+        poster.start()
+    for poster in posters:
+        poster.join()
+    channel.close()  # returns once everything posted before it is with the work process
+    wait_for(lambda: len(server.ran) == len(frames))
+    assert sorted(server.ran) == sorted(frames) and failed == []
+    server.stop()
+
+
+def test_posted_jobs_that_cannot_be_handed_over_are_each_reported(path: str) -> None:
+    channel = WorkChannel(path, patience=0.3)
+    failed: list[bytes] = []
+    for frame in (b"a", b"b", b"c"):
+        channel.post(frame, lambda frame=frame: failed.append(frame))
+    wait_for(lambda: len(failed) == 3)
+    assert sorted(failed) == [b"a", b"b", b"c"]
+    channel.close()
+
+
+def test_a_work_process_that_stalls_gets_no_job_twice(path: str) -> None:
+    """Frames already through when a write times out are not written again elsewhere."""
+    stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stalled.bind(path)
+    stalled.listen(1)  # accepts the connection but never reads: the write times out
+    channel = WorkChannel(path, patience=0.5)
+    big = [bytes([65 + i % 26]) * 60_000 for i in range(40)]  # far more than the socket holds
+    delivered = channel._write(big)
+    assert 0 < delivered < len(big)
+    conn, _ = stalled.accept()
+    received = bytearray()
+    conn.settimeout(0.5)
+    try:
+        while chunk := conn.recv(1 << 20):
+            received += chunk
+    except TimeoutError:
+        pass
+    whole = 0
+    while len(received) >= HEADER.size + (size := HEADER.unpack_from(received)[0]):
+        assert bytes(received[HEADER.size : HEADER.size + size]) == big[whole]
+        del received[: HEADER.size + size]
+        whole += 1
+    assert whole == delivered  # what it reports delivered is exactly what got through whole
+    conn.close()
+    stalled.close()
+    channel.close()

@@ -32,8 +32,9 @@ UNAVAILABLE = (
 
 
 class Handlers:
-    """Each request is checked, handed to the work process as a job, then acked: the listener
-    is free again at once, and the slow part (Slack, DBbrain, the database) runs elsewhere."""
+    """Each request is checked and acked, and its job handed to the work process: the slow part
+    (Slack, DBbrain, the database) runs there. A job the work process cannot take is never
+    silent: the person hears at once that nothing was done."""
 
     def __init__(self, service: KillTaskService, notifier: SlackNotifier, channel: WorkChannel):
         self.service = service
@@ -42,6 +43,14 @@ class Handlers:
 
     def _hand_over(self, job: Job) -> bool:
         return self.channel.submit(encode(job))
+
+    def _hand_over_or_tell(self, job: Job) -> None:
+        """After the ack, without waiting: the job is queued for the work process, and if it
+        cannot be handed over the person is told so."""
+        self.channel.post(
+            encode(job),
+            lambda: self.notifier.tell(job.channel_id, job.user_id, UNAVAILABLE, job.response_url),
+        )
 
     @property
     def _protected(self) -> frozenset[str]:
@@ -96,10 +105,8 @@ class Handlers:
                     user_id, channel_id, spec, break_glass="break-glass" in line.flags,
                     source_key=f"cmd:{trigger}" if trigger else None, response_url=response_url,
                 )  # fmt: skip
-        if self._hand_over(job):
-            ack()
-        else:
-            _reply(ack, UNAVAILABLE)
+        ack()
+        self._hand_over_or_tell(job)
 
     # ------------------------------------------------------------ the modal
 
@@ -129,6 +136,7 @@ class Handlers:
     # ------------------------------------------------------------ buttons
 
     def button(self, ack: Ack, body: dict, action: dict) -> None:
+        # A click's ack cannot carry text, so everything but the ack happens after it.
         user_id = body["user"]["id"]
         channel_id = (body.get("channel") or {}).get("id") or ""
         message_ts = (body.get("container") or {}).get("message_ts")
@@ -137,11 +145,10 @@ class Handlers:
         except ValueError:
             request_id = -1
         response_url = body.get("response_url")
-        job = Click(action["action_id"], user_id, channel_id, request_id, message_ts, response_url)
-        handed_over = self._hand_over(job)
         ack()
-        if not handed_over:
-            self.notifier.tell(channel_id, user_id, UNAVAILABLE, response_url)
+        self._hand_over_or_tell(
+            Click(action["action_id"], user_id, channel_id, request_id, message_ts, response_url)
+        )
 
 
 def _reply(ack: Ack, text: str) -> None:

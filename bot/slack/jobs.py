@@ -7,7 +7,7 @@ cross a process boundary as JSON, so each is a small frozen record of what was a
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 from bot.killtask import KillTaskSpec, describe_filters
 from bot.service import KillTaskService, Outcome
@@ -74,14 +74,18 @@ Job = File | Click | StopInstance | ShowPreview | ListOpen
 _KINDS: dict[str, type] = {
     kind.__name__: kind for kind in (File, Click, StopInstance, ShowPreview, ListOpen)
 }
+_FIELDS = {kind: tuple(f.name for f in fields(kind)) for kind in _KINDS.values()}
 CLICK_VERBS = frozenset({"approve", "reject", "stop", "refresh_preview"})
 
 
 def encode(job: Job) -> bytes:
-    data = asdict(job)
+    # Shallow on purpose: dataclasses.asdict deep-copies, and this runs before every ack.
+    data: dict[str, object] = {"kind": type(job).__name__}
+    for name in _FIELDS[type(job)]:
+        data[name] = getattr(job, name)
     if isinstance(job, File | ShowPreview):
         data["spec"] = job.spec.to_dict()
-    return json.dumps({"kind": type(job).__name__, **data}, ensure_ascii=False).encode()
+    return json.dumps(data, ensure_ascii=False).encode()
 
 
 def decode(raw: bytes) -> Job:
@@ -89,7 +93,7 @@ def decode(raw: bytes) -> Job:
     try:
         data = json.loads(raw)
         kind = _KINDS[data.pop("kind")]
-        known = {f.name for f in fields(kind)}
+        known = set(_FIELDS[kind])
         if set(data) - known:
             raise ValueError(f"unknown fields {sorted(set(data) - known)}")
         if "spec" in data:
