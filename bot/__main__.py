@@ -111,12 +111,19 @@ def main() -> None:
         fail([f"policy {settings.policy_file}: {exc}"])
         return
     configure_logging(settings)
-    check_slack_token(settings)
-    prepare_database(settings.database_url.reveal(), settings.migrate_on_start)
+    # Started first so its imports overlap the checks below; it waits for the word to begin.
+    work = start_work_process()
+    try:
+        check_slack_token(settings)
+        prepare_database(settings.database_url.reveal(), settings.migrate_on_start)
+    except SystemExit:
+        work.stop()
+        raise
+    work.go()  # the schema is ready: the work process may touch the database now
     if settings.socket_mode:
-        serve_socket_mode(settings, policy)
+        serve_socket_mode(settings, policy, work)
     else:
-        serve_http(settings, policy)
+        serve_http(settings, policy, work)
 
 
 def migrate_only() -> None:
@@ -149,6 +156,8 @@ def serve_work(path: str, lifeline_fd: int) -> None:
     settings = load_settings()
     configure_logging(settings)
     worker = build_worker(settings, load_policy(settings.policy_file))
+    if not os.read(lifeline_fd, 1):
+        return  # the main process stopped before the database was ready: nothing to do
     worker.start()
     try:
         serve(path, lifeline_fd, worker.run)
@@ -157,13 +166,12 @@ def serve_work(path: str, lifeline_fd: int) -> None:
     log.info("work_process_stopped pid=%s", os.getpid())
 
 
-def serve_socket_mode(settings: Settings, policy) -> None:  # type: ignore[no-untyped-def]
+def serve_socket_mode(settings: Settings, policy, work) -> None:  # type: ignore[no-untyped-def]
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     from bot.app import build_bot, web_client
     from bot.work import WorkChannel
 
-    work = start_work_process()
     bot = build_bot(settings, policy, WorkChannel(work.path))
     assert settings.slack_app_token is not None
     handler = SocketModeHandler(
@@ -185,11 +193,11 @@ def serve_socket_mode(settings: Settings, policy) -> None:  # type: ignore[no-un
     handler.start()
 
 
-def serve_http(settings: Settings, policy) -> None:  # type: ignore[no-untyped-def]
+def serve_http(settings: Settings, policy, work) -> None:  # type: ignore[no-untyped-def]
     from bot.server import serve
 
     log.info("started mode=http port=%s policy=%s", settings.port, settings.policy_file)
-    serve(settings, policy, start_work_process())
+    serve(settings, policy, work)
 
 
 if __name__ == "__main__":

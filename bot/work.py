@@ -17,12 +17,11 @@ import contextlib
 import logging
 import os
 import queue
-import shutil
+import secrets
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -114,6 +113,8 @@ class WorkChannel:
                         sent += self._sock.send(view[sent:])
                     start = sent
                 except OSError as exc:
+                    if self._sock is not None:
+                        log.info("work_handoff_retrying error=%s", type(exc).__name__)
                     self._drop()
                     start = max([0, *[end for end in ends if end <= sent]])
                     sent = start  # resend from the first frame that did not get through whole
@@ -150,7 +151,7 @@ class WorkChannel:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.patience)  # a stuck work process must not hold an ack for long
         try:
-            sock.connect(self.path)
+            sock.connect(_address(self.path))
         except OSError:
             sock.close()
             raise
@@ -169,11 +170,13 @@ class WorkProcess:
 
     def __init__(self, drain_timeout: float = 60.0):
         self.drain_timeout = drain_timeout
-        self._dir = tempfile.mkdtemp(prefix="killtask-")  # 0700: only this user can connect
-        self.path = os.path.join(self._dir, "work.sock")
+        # An abstract socket (Linux): no file to leave behind when the bot is killed. The work
+        # process accepts only connections from processes of its own user.
+        self.path = f"@killtask-{os.getpid()}-{secrets.token_hex(8)}"
         self._owner = os.getpid()
         self._proc: subprocess.Popen | None = None
         self._spawned_at = 0.0
+        self._ready_to_go = False
         self._lifeline: int | None = None
         self._stopping = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="work-watch", daemon=True)
@@ -181,6 +184,18 @@ class WorkProcess:
     def start(self) -> None:
         self._spawn()
         self._watcher.start()
+
+    def go(self) -> None:
+        """Let the work process begin (it waits for this before touching the database)."""
+        self._ready_to_go = True
+        self._say_go()
+
+    def _say_go(self) -> None:
+        if self._lifeline is not None:
+            try:
+                os.write(self._lifeline, b"g")
+            except OSError:
+                log.warning("work_process_not_listening pid=%s", self._proc and self._proc.pid)
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
         channel = WorkChannel(self.path)
@@ -210,7 +225,6 @@ class WorkProcess:
                 log.error("work_process_drain_timeout seconds=%s killing=true", self.drain_timeout)
                 self._proc.kill()
                 code = self._proc.wait(5)
-        shutil.rmtree(self._dir, ignore_errors=True)
         return code
 
     def _spawn(self) -> None:
@@ -247,6 +261,8 @@ class WorkProcess:
             if self._stopping.wait(backoff):
                 return
             self._spawn()
+            if self._ready_to_go:
+                self._say_go()
             backoff = min(backoff * 2, 30.0) if died_young else 0.5
 
 
@@ -293,19 +309,24 @@ def serve(
                 conn, _ = listener.accept()
             except OSError:
                 return  # the listener was closed: we are stopping
+            if _peer_uid(conn) != os.getuid():
+                log.warning("work_connection_refused reason=another_user")
+                conn.close()
+                continue
             reader = threading.Thread(target=read, args=(conn,), name="work-read", daemon=True)
             readers.append((reader, conn))
             reader.start()
 
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)  # left by a work process that died
+    if not path.startswith("@"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # left by a work process that died
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
+    listener.bind(_address(path))
     listener.listen(64)
     threading.Thread(target=accept, args=(listener,), name="work-accept", daemon=True).start()
     log.info("work_process_ready pid=%s", os.getpid())
     while os.read(lifeline_fd, 1):
-        pass  # nothing is ever written: EOF means the main process is gone or stopping
+        pass  # only the start word is ever written: EOF means the main process stopped or died
     # Senders close their connections before the lifeline closes; finish reading what they sent.
     with contextlib.suppress(OSError):
         listener.shutdown(socket.SHUT_RDWR)
@@ -335,3 +356,13 @@ def _alive(sock: socket.socket) -> bool:
         return True
     except OSError:
         return False
+
+
+def _address(path: str) -> str:
+    """`@name` is Linux's abstract namespace (no file); anything else is a filesystem path."""
+    return "\0" + path[1:] if path.startswith("@") else path
+
+
+def _peer_uid(conn: socket.socket) -> int:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]

@@ -199,3 +199,26 @@ def test_a_work_process_that_stalls_gets_no_job_twice(path: str) -> None:
     conn.close()
     stalled.close()
     channel.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_another_user_cannot_hand_jobs_to_the_work_process() -> None:
+    path = f"@killtask-test-{os.getpid()}-{time.monotonic_ns()}"  # abstract: no file to guard it
+    server = Server(path)
+    wait_for(WorkChannel(path).ready)
+    pid = os.fork()
+    if pid == 0:  # a process of another user tries to slip a job in
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            WorkChannel(path, patience=0.3).submit(b"from a stranger")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    channel = WorkChannel(path)
+    assert channel.submit(b"from the bot")
+    wait_for(lambda: b"from the bot" in server.ran)
+    time.sleep(0.1)
+    assert server.ran == [b"from the bot"]
+    channel.close()
+    server.stop()
