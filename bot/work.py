@@ -2,7 +2,7 @@
 
 Python runs one thread at a time per process, so filing, previews, CreateKillTask and card
 updates done beside Bolt's listeners slowed every ack when many people typed at once (see
-docs/benchmarks.md). Now a listener only hands its job over a local socket and acks; the work
+docs/benchmarks.md). Now a listener acks and queues its job for a local socket; the work
 process, started and watched by the main process at a lower CPU priority, runs the jobs and the
 clock (expiry, finish, card catch-up, heartbeats).
 
@@ -84,7 +84,11 @@ class WorkChannel:
                     stopping = True  # hand over what came before the close, then stop
                     break
                 batch.append(item)
-            delivered = self._write([frame for frame, _ in batch])
+            try:
+                delivered = self._write([frame for frame, _ in batch])
+            except Exception:  # never let the sender die: later jobs would wait unheard
+                log.exception("work_handoff_crashed")
+                delivered = 0
             for _, on_failure in batch[delivered:]:
                 try:
                     on_failure()
@@ -100,8 +104,8 @@ class WorkChannel:
         for frame in frames:
             data += HEADER.pack(len(frame)) + frame
             ends.append(len(data))
-        sent = 0  # bytes the work process has, counted from the first frame not yet whole
-        start = 0  # where that frame begins in data
+        start = 0  # where the first frame not yet through whole begins in data
+        sent = 0  # how far into data the bytes written so far reach
         deadline = time.monotonic() + self.patience
         with self._lock:
             while start < len(data):
@@ -253,7 +257,8 @@ class WorkProcess:
                 continue
             log.error(
                 "work_process_exited pid=%s code=%s restarting_in=%.1fs jobs_not_yet_run=lost",
-                self._proc.pid, code, backoff,
+                # gunicorn's master reaps every child, so the status may be lost: say so
+                self._proc.pid, code or "unknown", backoff,
             )  # fmt: skip
             self._close_lifeline()
             # A process that keeps dying at once is not helped by restarting it in a tight loop.
