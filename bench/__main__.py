@@ -353,7 +353,7 @@ class Bench:
         self.finish(base, "baseline, after all levels", graceful=True)
         self.st.reset()
         for (kind, server, level), parts in runs.items():
-            pooled = load.pool(parts)
+            pooled = load.merge(parts)
             background = ""
             if server == "bot":
                 noun = "cards posted" if kind == "command" else "CreateKillTask sent"

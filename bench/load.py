@@ -70,24 +70,6 @@ class Result:
         return percentile(self.latencies, p)
 
 
-def pool(parts: Sequence[Result]) -> Result:
-    """Several runs at one concurrency as one: latencies, statuses and errors together, CPU
-    summed, and the machine's busy share weighted by each run's length."""
-    pooled = Result(parts[0].concurrency)
-    for part in parts:
-        pooled.latencies += part.latencies
-        pooled.statuses.update(part.statuses)
-        pooled.errors += part.errors
-        pooled.elapsed += part.elapsed
-        pooled.first_error = pooled.first_error or part.first_error
-        for name, value in part.cpu.items():
-            weight = part.elapsed if name == "machine" else 1.0
-            pooled.cpu[name] = pooled.cpu.get(name, 0.0) + value * weight
-    if "machine" in pooled.cpu and pooled.elapsed:
-        pooled.cpu["machine"] /= pooled.elapsed
-    return pooled
-
-
 def percentile(values: Sequence[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100); NaN for no values."""
     if not values:

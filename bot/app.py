@@ -74,7 +74,6 @@ class Worker:
     """The work process's parts: it runs the jobs and the clock."""
 
     service: KillTaskService
-    store: Store
     runner: JobRunner
     ticker: Ticker
 
@@ -82,7 +81,7 @@ class Worker:
         self.runner.run(decode(frame))
 
     def start(self) -> None:
-        self.store.heartbeat(self.service.process_id)
+        self.service.store.heartbeat(self.service.process_id)
         self.ticker.start()
 
     def stop(self) -> None:
@@ -141,6 +140,4 @@ def build_bot(settings: Settings, policy: Policy, channel: WorkChannel) -> Bot:
 
 def build_worker(settings: Settings, policy: Policy) -> Worker:
     service, notifier = build_service(settings, policy)
-    return Worker(
-        service, service.store, JobRunner(service, notifier), Ticker(service, settings.tick_seconds)
-    )
+    return Worker(service, JobRunner(service, notifier), Ticker(service, settings.tick_seconds))

@@ -1,8 +1,8 @@
 """HTTP mode: Bolt behind gunicorn (threaded worker), with /slack/events and /healthz.
 
 One server worker with threads answers Slack; the work process (`bot.work`), started by the
-gunicorn master before its worker and stopped after it, does what the acks hand over. Run more
-replicas for more capacity; they share the database.
+main process (gunicorn's master) before it serves and stopped after its worker, does what the
+acks hand over. Run more replicas for more capacity; they share the database.
 """
 
 from __future__ import annotations
