@@ -23,7 +23,7 @@ from bot.store import audit_log, kill_requests, make_engine
 
 PAST_STATES = ("finished", "expired", "rejected", "stopped", "failed")
 # Columns that newer schemas add, with the value a row whose card is up to date holds.
-UP_TO_DATE = {"card_behind": False}
+UP_TO_DATE = {"card_behind": False, "card_maybe_posted": False}
 
 
 def up_to_date(row: dict) -> dict:
@@ -138,6 +138,18 @@ class Database:
                 return int(conn.execute(query).scalar_one())
         finally:
             engine.dispose()
+
+    def states(self, instances: list[str]) -> dict[str, str]:
+        """The state of the newest request on each of `instances` that has one."""
+        engine = self.engine()
+        k = kill_requests.c
+        try:
+            with engine.connect() as conn:
+                query = select(k.instance_id, k.state).where(k.instance_id.in_(instances))
+                rows = conn.execute(query.order_by(k.id)).all()
+        finally:
+            engine.dispose()
+        return {instance: str(state) for instance, state in rows}
 
     # ------------------------------------------------------------ rows
 

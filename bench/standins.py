@@ -30,6 +30,7 @@ class Card:
     instance: str
     channel: str
     ts: str
+    at: float  # time.time() in the fake Slack when chat.postMessage arrived
 
 
 @dataclass(frozen=True)
@@ -41,105 +42,127 @@ class CloudCall:
     ok: bool
 
 
-def serve() -> None:  # runs in the child process
-    from standins.dbbrain import DbbrainEmulator
-    from standins.slack_api import FakeSlack
+class Recorder:
+    """In the child process: the stand-ins, and what they received, read as it comes in."""
 
-    slack = FakeSlack(bot_token=BOT_TOKEN, app_token=APP_TOKEN).start()
-    dbbrain = DbbrainEmulator(keys=KEYS).start()
-    # Cursors over the recorded calls, so each question reads only what is new.
-    seen = {"slack": 0, "dbbrain": 0}
-    counts: dict[str, int] = {}
-    cards: list[Card] = []
-    cloud: list[CloudCall] = []
+    ASKED = ("reset", "set_delay", "count", "cards", "cloud_calls", "wait_count", "wait_cards")
+    ASKED += ("wait_creates", "wait_call_of", "wait_cards_of", "wait_calls_of")
 
-    def catch_up() -> None:
-        with slack._cond:  # the fake's own lock: read new calls without copying them all
-            new = slack._calls[seen["slack"] :]
-            seen["slack"] += len(new)
+    def __init__(self) -> None:
+        from standins.dbbrain import DbbrainEmulator
+        from standins.slack_api import FakeSlack
+
+        self.slack = FakeSlack(bot_token=BOT_TOKEN, app_token=APP_TOKEN).start()
+        self.dbbrain = DbbrainEmulator(keys=KEYS).start()
+        # Cursors over the recorded calls, so each question reads only what is new.
+        self.seen = {"slack": 0, "dbbrain": 0}
+        self.counts: dict[str, int] = {}
+        self._cards: list[Card] = []
+        self.cloud: list[CloudCall] = []
+
+    def catch_up(self) -> None:
+        with self.slack._cond:  # the fake's own lock: read new calls without copying them all
+            new = self.slack._calls[self.seen["slack"] :]
+            self.seen["slack"] += len(new)
         for call in new:
-            counts[call.method] = counts.get(call.method, 0) + 1
+            self.counts[call.method] = self.counts.get(call.method, 0) + 1
             if call.method == "chat.postMessage" and not call.args.get("thread_ts"):
                 match = CARD_RE.match(call.args.get("text", ""))
                 if match and call.response and call.response.get("ok"):
-                    card = Card(
-                        int(match.group(1)),
-                        match.group(2),
-                        str(call.args.get("channel")),
-                        call.response["ts"],
+                    channel, ts = str(call.args.get("channel")), call.response["ts"]
+                    self._cards.append(
+                        Card(int(match.group(1)), match.group(2), channel, ts, call.at)
                     )
-                    cards.append(card)
-        with dbbrain._cond:
-            fresh = dbbrain.calls[seen["dbbrain"] :]
-            seen["dbbrain"] += len(fresh)
-        for call in fresh:
-            cloud.append(
-                CloudCall(
-                    call.action,
-                    str(call.params.get("InstanceId")),
-                    call.received_at,
-                    call.secret_id,
-                    call.signature_ok and call.error_code is None,
-                )
-            )
+        with self.dbbrain._cond:
+            fresh = self.dbbrain.calls[self.seen["dbbrain"] :]
+            self.seen["dbbrain"] += len(fresh)
+        for c in fresh:
+            ok = c.signature_ok and c.error_code is None
+            instance = str(c.params.get("InstanceId"))
+            self.cloud.append(CloudCall(c.action, instance, c.received_at, c.secret_id, ok))
 
-    def wait(predicate: Callable[[], bool], timeout: float) -> bool:
+    def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while True:
-            catch_up()
+            self.catch_up()
             if predicate():
                 return True
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.01)
 
-    def reset() -> None:
-        slack.reset()
-        dbbrain.reset()
-        seen.update(slack=0, dbbrain=0)
-        counts.clear()
-        cards.clear()
-        cloud.clear()
+    def reset(self) -> None:
+        self.slack.reset()
+        self.dbbrain.reset()
+        self.seen.update(slack=0, dbbrain=0)
+        self.counts.clear()
+        self._cards.clear()
+        self.cloud.clear()
 
-    def creates() -> list[CloudCall]:
-        return [c for c in cloud if c.action == "CreateKillTask"]
+    def set_delay(self, seconds: float) -> None:
+        self.dbbrain.set_delay(seconds)
 
-    def create_of(instance: str) -> CloudCall | None:
-        found = (
-            c for c in reversed(cloud) if c.action == "CreateKillTask" and c.instance == instance
-        )
-        return next(found, None)
+    def count(self, method: str) -> int:
+        self.catch_up()
+        return self.counts.get(method, 0)
 
-    calls: dict[str, Callable[..., Any]] = {
-        "reset": reset,
-        "set_delay": dbbrain.set_delay,
-        "count": lambda method: (catch_up(), counts.get(method, 0))[1],
-        "cards": lambda start=0: (catch_up(), cards[start:])[1],
-        "cloud_calls": lambda: (catch_up(), list(cloud))[1],
-        "wait_count": lambda method, n, timeout: wait(lambda: counts.get(method, 0) >= n, timeout),
-        "wait_cards": lambda n, timeout: wait(lambda: len(cards) >= n, timeout),
-        "wait_creates": lambda n, timeout: wait(lambda: len(creates()) >= n, timeout),
-        "wait_create_of": lambda instance, timeout: (
-            wait(lambda: create_of(instance) is not None, timeout),
-            create_of(instance),
-        )[1],
-    }
+    def cards(self, start: int = 0) -> list[Card]:
+        self.catch_up()
+        return self._cards[start:]
+
+    def cloud_calls(self) -> list[CloudCall]:
+        self.catch_up()
+        return list(self.cloud)
+
+    def call_of(self, action: str, instance: str) -> CloudCall | None:
+        return next((c for c in self.cloud if c.action == action and c.instance == instance), None)
+
+    def wait_count(self, method: str, n: int, timeout: float) -> bool:
+        return self.wait(lambda: self.counts.get(method, 0) >= n, timeout)
+
+    def wait_cards(self, n: int, timeout: float) -> bool:
+        return self.wait(lambda: len(self._cards) >= n, timeout)
+
+    def wait_creates(self, n: int, timeout: float) -> bool:
+        return self.wait(lambda: self.count_of("CreateKillTask") >= n, timeout)
+
+    def wait_call_of(self, action: str, instance: str, timeout: float) -> CloudCall | None:
+        self.wait(lambda: self.call_of(action, instance) is not None, timeout)
+        return self.call_of(action, instance)
+
+    def wait_cards_of(self, instances: list[str], timeout: float) -> bool:
+        return self.wait(lambda: set(instances) <= {c.instance for c in self._cards}, timeout)
+
+    def wait_calls_of(self, action: str, instances: list[str], timeout: float) -> bool:
+        return self.wait(lambda: set(instances) <= self.instances_of(action), timeout)
+
+    def count_of(self, action: str) -> int:
+        return sum(c.action == action for c in self.cloud)
+
+    def instances_of(self, action: str) -> set[str]:
+        return {c.instance for c in self.cloud if c.action == action}
+
+
+def serve() -> None:  # runs in the child process
+    recorder = Recorder()
 
     def send(message: object) -> None:
         sys.stdout.write(json.dumps(message, default=_plain) + "\n")
         sys.stdout.flush()
 
-    send({"slack_url": slack.url, "dbbrain_endpoint": dbbrain.endpoint})
+    send({"slack_url": recorder.slack.url, "dbbrain_endpoint": recorder.dbbrain.endpoint})
     for line in sys.stdin:
         name, args = json.loads(line)
         if name == "stop":
             break
         try:
-            send(["ok", calls[name](*args)])
+            if name not in Recorder.ASKED:
+                raise ValueError(f"unknown call {name!r}")
+            send(["ok", getattr(recorder, name)(*args)])
         except Exception as exc:  # report it to the parent, keep serving
             send(["error", f"{type(exc).__name__}: {exc}"])
-    slack.stop()
-    dbbrain.stop()
+    recorder.slack.stop()
+    recorder.dbbrain.stop()
 
 
 def _plain(value: object) -> object:
@@ -221,7 +244,23 @@ class Standins:
         return self._call("wait_creates", n, timeout)
 
     def wait_create_of(self, instance: str, timeout: float) -> CloudCall | None:
-        return self._call("wait_create_of", instance, timeout)
+        return self.wait_call_of("CreateKillTask", instance, timeout)
+
+    def wait_call_of(self, action: str, instance: str, timeout: float) -> CloudCall | None:
+        """The first `action` call for `instance` since the last reset, waiting for it."""
+        return self._call("wait_call_of", action, instance, timeout)
+
+    def wait_cards_of(self, instances: list[str], timeout: float) -> bool:
+        """Wait until every one of `instances` has a card."""
+        return self._call("wait_cards_of", list(instances), timeout)
+
+    def wait_calls_of(self, action: str, instances: list[str], timeout: float) -> bool:
+        return self._call("wait_calls_of", action, list(instances), timeout)
+
+    def card_of(self, instance: str, cards: list[Card] | None = None) -> Card | None:
+        """The first card posted for `instance` (from `cards`, or asked now)."""
+        found = self.cards() if cards is None else cards
+        return next((c for c in found if c.instance == instance), None)
 
     @property
     def pid(self) -> int | None:

@@ -6,28 +6,15 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 from dotenv import load_dotenv
 
-from bot.config import RedactSecrets, Settings, SettingsError, load_settings
-from bot.policy import PolicyError, load_policy
+from bot.config import Settings, SettingsError, load_settings
+from bot.logs import configure_logging
+from bot.policy import Policy, PolicyError, load_policy
 
 log = logging.getLogger("bot")
-
-
-def configure_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
-    )
-    handler.addFilter(RedactSecrets(settings.secrets()))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log_level)
-    # The Tencent SDK's debug output prints tokens and signatures: keep it quiet always.
-    logging.getLogger("tencentcloud_sdk_common").setLevel(logging.WARNING)
-    logging.getLogger("slack_bolt").setLevel(max(logging.INFO, root.level))
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def fail(lines: list[str]) -> None:
@@ -93,9 +80,6 @@ def main() -> None:
     if sys.argv[1:] == ["migrate"]:
         migrate_only()
         return
-    if sys.argv[1:2] == ["work"] and len(sys.argv) == 4:
-        serve_work(sys.argv[2], int(sys.argv[3]))
-        return
     if not (os.environ.get("SLACK_BOT_TOKEN") or os.environ.get("SLACK_APP_TOKEN")):
         from rehearsal.main import main as rehearse  # no Slack at all: rehearse locally
 
@@ -111,19 +95,20 @@ def main() -> None:
         fail([f"policy {settings.policy_file}: {exc}"])
         return
     configure_logging(settings)
-    # Started first so its imports overlap the checks below; it waits for the word to begin.
-    work = start_work_process()
-    try:
-        check_slack_token(settings)
-        prepare_database(settings.database_url.reveal(), settings.migrate_on_start)
-    except SystemExit:
-        work.stop()
-        raise
-    work.go()  # the schema is ready: the work process may touch the database now
+    check_slack_token(settings)
+    prepare_database(settings.database_url.reveal(), settings.migrate_on_start)
+    from bot.app import policy_hash
+
+    log.info(
+        "policy_loaded file=%s hash=%s", settings.policy_file, policy_hash(settings.policy_file)
+    )
     if settings.socket_mode:
-        serve_socket_mode(settings, policy, work)
+        serve_socket_mode(settings, policy)
     else:
-        serve_http(settings, policy, work)
+        log.info("started mode=http port=%s policy=%s", settings.port, settings.policy_file)
+        from bot.server import serve
+
+        serve(settings, policy)
 
 
 def migrate_only() -> None:
@@ -135,69 +120,40 @@ def migrate_only() -> None:
     print(f"killtask: database schema is at {head()}")
 
 
-def start_work_process():  # type: ignore[no-untyped-def]
-    from bot.work import WorkProcess
-
-    work = WorkProcess()
-    work.start()
-    return work
-
-
-def serve_work(path: str, lifeline_fd: int) -> None:
-    """`python -m bot work`: the process the main one starts to run everything after the acks."""
-    from bot.app import build_worker
-    from bot.work import NICE, serve
-
-    # Signals go to the main process, which stops the listeners first and then closes the
-    # lifeline; this process exits when the lifeline closes, after finishing what it holds.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    os.nice(NICE)
-    settings = load_settings()
-    configure_logging(settings)
-    worker = build_worker(settings, load_policy(settings.policy_file))
-    if not os.read(lifeline_fd, 1):
-        return  # the main process stopped before the database was ready: nothing to do
-    worker.start()
-    try:
-        serve(path, lifeline_fd, worker.run)
-    finally:
-        worker.stop()
-    log.info("work_process_stopped pid=%s", os.getpid())
-
-
-def serve_socket_mode(settings: Settings, policy, work) -> None:  # type: ignore[no-untyped-def]
+def serve_socket_mode(settings: Settings, policy: Policy) -> None:
+    """One process: the WebSocket to Slack, the work after the ack, the clock, and a small
+    HTTP listener on HEALTH_PORT for /healthz, /readyz and /metrics."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from bot.app import build_bot, web_client
-    from bot.work import WorkChannel
+    from bot.app import build_bot
+    from bot.health import health_app, serve_health
 
-    bot = build_bot(settings, policy, WorkChannel(work.path))
+    bot = build_bot(settings, policy)
     assert settings.slack_app_token is not None
     handler = SocketModeHandler(
-        bot.app, settings.slack_app_token.reveal(), web_client=web_client(settings)
+        bot.app, settings.slack_app_token.reveal(), web_client=bot.app.client
     )
+    bot.readiness.connected = handler.client.is_connected
+    bot.start()
+    stop_health = serve_health(settings.host, settings.health_port, health_app(bot.readiness))
 
     def stop(_signum, _frame) -> None:  # type: ignore[no-untyped-def]
         log.info("shutdown signal=SIGTERM finishing_in_flight=true")
         handler.close()
         bot.shutdown()
-        work.stop()
+        stop_health()
         sys.exit(0)
+
+    def reload(_signum, _frame) -> None:  # type: ignore[no-untyped-def]
+        threading.Thread(target=bot.reload_policy, name="policy-reload").start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    if not work.wait_ready():
-        log.error("work_process_not_ready seconds=10 starting_anyway=true")
-    log.info("started mode=socket policy=%s", settings.policy_file)
+    signal.signal(signal.SIGHUP, reload)
+    log.info(
+        "started mode=socket health_port=%s policy=%s", settings.health_port, settings.policy_file
+    )
     handler.start()
-
-
-def serve_http(settings: Settings, policy, work) -> None:  # type: ignore[no-untyped-def]
-    from bot.server import serve
-
-    log.info("started mode=http port=%s policy=%s", settings.port, settings.policy_file)
-    serve(settings, policy, work)
 
 
 if __name__ == "__main__":

@@ -1,103 +1,98 @@
-"""The composition root: wires settings, policy, store, DBbrain and Slack into one running bot."""
+"""The composition root: wires settings, policy, store, DBbrain and Slack into one running bot.
+
+One process per replica: Bolt's listeners ack, the in-process pool (bot.background) does what
+comes after the ack, and the clock (bot.clock) runs on threads of the same process.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
-import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
+from bot import metrics
+from bot.background import Background
+from bot.clock import Clock, Ticker
 from bot.config import Settings
 from bot.dbbrain import RATE_WINDOW, AllLimits, DbbrainGateway, RateLimiter
-from bot.policy import Policy
+from bot.health import Readiness
+from bot.policy import Policy, PolicyError, load_policy
 from bot.service import KillTaskService
-from bot.slack import register
 from bot.slack.adapters import SlackMembership, SlackNotifier
 from bot.slack.handlers import Handlers
-from bot.slack.jobs import JobRunner, decode
+from bot.slack.routes import register
 from bot.store import SharedRateLimit, Store, make_engine
-from bot.work import WorkChannel
 
 log = logging.getLogger(__name__)
 
-
-class Ticker:
-    """Runs the service's tick (expiry, finish, card catch-up) every few seconds."""
-
-    def __init__(self, service: KillTaskService, every: float):
-        self.service = service
-        self.every = every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ticker", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                self.service.tick()
-            except Exception:
-                log.exception("tick_failed")
+AFTER_ACK_THREADS = 8
 
 
 @dataclass
 class Bot:
-    """The process answering Slack: it checks, acks and hands the rest to the work process."""
-
     app: App
     service: KillTaskService
-    store: Store
-    executor: ThreadPoolExecutor
-    channel: WorkChannel
-
-    def shutdown(self) -> None:
-        """Let every request already being answered hand its job over, then hang up."""
-        self.executor.shutdown(wait=True)
-        self.channel.close()
-
-
-@dataclass
-class Worker:
-    """The work process's parts: it runs the jobs and the clock."""
-
-    service: KillTaskService
-    runner: JobRunner
+    background: Background
     ticker: Ticker
-
-    def run(self, frame: bytes) -> None:
-        self.runner.run(decode(frame))
+    readiness: Readiness
+    policy_file: str
 
     def start(self) -> None:
-        self.service.store.heartbeat(self.service.process_id)
+        self.readiness.start()
         self.ticker.start()
 
-    def stop(self) -> None:
+    def shutdown(self) -> None:
+        """Finish the work already acked, then stop the clock."""
+        self.background.shutdown()
         self.ticker.stop()
+        self.readiness.stop()
+
+    def reload_policy(self) -> bool:
+        """Read POLICY_FILE again (SIGHUP). A bad file changes nothing: the old policy stays."""
+        try:
+            policy = load_policy(self.policy_file)
+        except PolicyError as exc:
+            log.error(
+                "policy_reload_refused file=%s problem=%r kept=previous", self.policy_file, str(exc)
+            )
+            return False
+        self.service.policy = policy
+        log.info("policy_loaded file=%s hash=%s", self.policy_file, policy_hash(self.policy_file))
+        return True
 
 
-def web_client(settings: Settings) -> WebClient:
-    client = WebClient(
-        token=settings.slack_bot_token.reveal(), base_url=settings.slack_api_url, timeout=10
+def policy_hash(path: str) -> str:
+    """A short fingerprint of the policy file, so each replica's log says which it runs."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    except OSError:
+        return "unreadable"
+
+
+def web_client(settings: Settings, timeout: int = 10) -> WebClient:
+    # No retry on a dropped connection: Slack may have taken the call (a card posted twice).
+    return WebClient(
+        token=settings.slack_bot_token.reveal(),
+        base_url=settings.slack_api_url,
+        timeout=timeout,
+        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)],
     )
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
-    return client
+
+
+def process_id() -> str:
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def build_service(settings: Settings, policy: Policy) -> tuple[KillTaskService, SlackNotifier]:
-    store = Store(make_engine(settings.database_url.reveal()))
+    store = Store(make_engine(settings.database_url.reveal()), on_audit=metrics.audited)
     client = web_client(settings)
     cloud = DbbrainGateway(
         settings.tencent_secret_id.reveal(),
@@ -108,36 +103,35 @@ def build_service(settings: Settings, policy: Policy) -> tuple[KillTaskService, 
         timeout=settings.dbbrain_timeout,
         limiter=AllLimits(RateLimiter(), SharedRateLimit(store.engine, window=RATE_WINDOW)),
     )
-    notifier = SlackNotifier(client, policy.approval.required)
-    service = KillTaskService(
-        store,
-        cloud,
-        policy,
-        notifier,
-        SlackMembership(client),
-        # Longest a start can honestly take: every try timing out, plus the backoff between.
-        starting_timeout=settings.dbbrain_timeout * 4 + 10,
-        process_id=f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-        heartbeat_grace=max(5 * settings.tick_seconds, 2.0),
-    )
+    notifier = SlackNotifier(client, api_url=settings.slack_api_url)
+    # Group lookups run before the ack: a short timeout keeps the ack inside Slack's 3 s.
+    membership = SlackMembership(web_client(settings, timeout=2))
+    service = KillTaskService(store, cloud, policy, notifier, membership, process_id=process_id())
+    notifier.approvals_required = lambda: service.policy.approval.required  # read per card
     return service, notifier
 
 
-def build_bot(settings: Settings, policy: Policy, channel: WorkChannel) -> Bot:
-    # The service here only answers the modal's policy check before the form closes.
+def build_bot(settings: Settings, policy: Policy) -> Bot:
     service, notifier = build_service(settings, policy)
-    executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="slack-listener")
     app = App(
         client=notifier.client,
         signing_secret=settings.slack_signing_secret.reveal() or None,
-        listener_executor=executor,
-        # __main__ asked Slack once at start (auth.test); the worker need not ask again
+        # __main__ asked Slack once at start (auth.test); no need to ask again
         token_verification_enabled=False,
     )
-    register(app, Handlers(service, notifier, channel))
-    return Bot(app, service, service.store, executor, channel)
-
-
-def build_worker(settings: Settings, policy: Policy) -> Worker:
-    service, notifier = build_service(settings, policy)
-    return Worker(service, JobRunner(service, notifier), Ticker(service, settings.tick_seconds))
+    background = Background(threads=AFTER_ACK_THREADS)
+    register(app, Handlers(service, notifier, background))
+    clock = Clock(
+        service,
+        heartbeat_grace=max(5 * settings.tick_seconds, 2.0),
+        starting_timeout=settings.dbbrain_timeout * 4 + 10,
+        on_counts=metrics.open_counts,
+    )
+    return Bot(
+        app=app,
+        service=service,
+        background=background,
+        ticker=Ticker(clock, settings.tick_seconds),
+        readiness=Readiness(service.store.ping),
+        policy_file=settings.policy_file,
+    )

@@ -16,6 +16,7 @@ from bot.dbbrain import DEFAULT_ENDPOINT, split_endpoint
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_URL = "sqlite:///killtask.db"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("keyvalue", "json")
 
 
 class Secret:
@@ -63,6 +64,8 @@ class Settings:
     port: int
     tick_seconds: float
     migrate_on_start: bool = True
+    log_format: str = "keyvalue"
+    health_port: int = 8080  # Socket Mode's /healthz, /readyz and /metrics
 
     @property
     def socket_mode(self) -> bool:
@@ -136,6 +139,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         problems.append(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}.")
         log_level = "INFO"
 
+    log_format = (get("LOG_FORMAT", "keyvalue") or "keyvalue").lower()
+    if log_format not in LOG_FORMATS:
+        problems.append("LOG_FORMAT must be keyvalue (the default) or json.")
+
     database_url = get("DATABASE_URL", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL
     if "://" not in database_url:
         problems.append(
@@ -154,6 +161,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         return value
 
     port = number("PORT", "3000", 1, 65535)
+    health_port = number("HEALTH_PORT", "8080", 1, 65535)
     timeout = number("DBBRAIN_TIMEOUT", "10", 1, 60)
     tick = number("TICK_SECONDS", "5", 0.05, 300, float)
 
@@ -181,6 +189,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         port=port,
         tick_seconds=tick,
         migrate_on_start=migrate_raw in ("true", "1", "yes"),
+        log_format=log_format,
+        health_port=health_port,
     )
 
 

@@ -24,6 +24,7 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.dbbrain.v20210527 import dbbrain_client, models
 from urllib3.exceptions import NewConnectionError
 
+from bot import metrics
 from bot.cloud import CloudError, CloudResult, SessionList
 from bot.killtask import KillTaskSpec
 
@@ -38,36 +39,56 @@ _THROTTLED = "RequestLimitExceeded"
 
 
 class RateLimiter:
-    """At most `rate` calls in any one-second window (a sliding window, not a bucket, so a
-    burst at a window's edge cannot double the rate DBbrain sees)."""
+    """At most `rate` calls in any window (a sliding window, not a bucket, so a burst at a
+    window's edge cannot double the rate DBbrain sees), of which reads may take at most
+    `read_rate`: the rest of every window stays free for stops and starts, so a flood of
+    previews, refreshes and samples never delays a CancelKillTask or a CreateKillTask."""
 
     def __init__(
         self,
         rate: int = RATE_PER_SECOND,
         clock: Callable[[], float] = time.monotonic,
         window: float = RATE_WINDOW,
+        read_rate: int = 14,  # so 6 of every 20 slots are kept for stops and starts
+        sleep: Callable[[float], None] = time.sleep,
     ):
+        if not 0 < read_rate <= rate:
+            raise ValueError("read_rate must be from 1 to rate")
         self.rate = rate
+        self.read_rate = read_rate
         self.window = window
         self._clock = clock
-        self._sent: deque[float] = deque()
+        self._sleep = sleep
+        self._sent: deque[float] = deque()  # every call granted in the window
+        self._reads: deque[float] = deque()  # the reads among them
         self._lock = threading.Lock()
 
-    def acquire(self) -> None:
+    def acquire(self, urgent: bool = False) -> None:
+        """Wait for a slot. An urgent call (a stop or a start) may take any free slot; a read
+        waits, never fails, while reads already hold their share of the window."""
         while True:
             with self._lock:
                 now = self._clock()
-                while self._sent and now - self._sent[0] >= self.window:
-                    self._sent.popleft()
-                if len(self._sent) < self.rate:
+                for sent in (self._sent, self._reads):
+                    while sent and now - sent[0] >= self.window:
+                        sent.popleft()
+                # The oldest grant that must leave the window before this call may go.
+                blockers = []
+                if len(self._sent) >= self.rate:
+                    blockers.append(self._sent[0])
+                if not urgent and len(self._reads) >= self.read_rate:
+                    blockers.append(self._reads[0])
+                if not blockers:
                     self._sent.append(now)
+                    if not urgent:
+                        self._reads.append(now)
                     return
-                wait = self.window - (now - self._sent[0])
-            time.sleep(max(wait, 0.001))
+                wait = max(blockers) + self.window - now
+            self._sleep(max(wait, 0.001))
 
 
 class Limiter(Protocol):
-    def acquire(self) -> None: ...
+    def acquire(self, urgent: bool = False) -> None: ...
 
 
 class AllLimits:
@@ -76,9 +97,9 @@ class AllLimits:
     def __init__(self, *limiters: Limiter):
         self.limiters = limiters
 
-    def acquire(self) -> None:
+    def acquire(self, urgent: bool = False) -> None:
         for limiter in self.limiters:
-            limiter.acquire()
+            limiter.acquire(urgent)
 
 
 def split_endpoint(endpoint: str) -> tuple[str, str]:
@@ -170,9 +191,8 @@ class DbbrainGateway:
             if attempt > 1:
                 # Exponential backoff with full jitter, so replicas do not retry in step.
                 self._sleep(random.uniform(0, min(2.0, 0.2 * 2 ** (attempt - 1))))
-            self._limiter.acquire()
             try:
-                response = getattr(self._client(), action)(request)
+                response = self._send(action, request)
             except TencentCloudSDKException as exc:
                 last, retry = self._translate(action, exc, attempt, idempotent)
                 retry = retry and attempt < self._max_attempts
@@ -204,6 +224,23 @@ class DbbrainGateway:
             return CloudResult(response.RequestId, attempts=attempt, tries=tuple(tries)), response
         assert last is not None
         raise last
+
+    def _send(self, action: str, request: object) -> object:
+        """One try: wait for the rate limiter, then call; both are timed for /metrics."""
+        # DBbrain's reads are all Describe*; everything else stops or starts a task.
+        urgent = not action.startswith("Describe")
+        asked = time.perf_counter()
+        self._limiter.acquire(urgent=urgent)
+        began = time.perf_counter()
+        metrics.rate_wait("urgent" if urgent else "read", began - asked)
+        try:
+            response = getattr(self._client(), action)(request)
+        except TencentCloudSDKException as exc:
+            metrics.dbbrain_call(action, exc.get_code() or "Unknown", time.perf_counter() - began)
+            raise
+        code = "ok" if getattr(response, "Status", 1) == 1 else "BadResponse"
+        metrics.dbbrain_call(action, code, time.perf_counter() - began)
+        return response
 
     @staticmethod
     def _translate(

@@ -34,6 +34,11 @@ _COMMANDS_BY_KEY = {c.lower(): c for c in MYSQL_COMMANDS}
 # Replication and server threads: killing them breaks replicas or the server, whatever the role.
 PROTECTED_COMMANDS = frozenset({"Binlog Dump", "Binlog Dump GTID", "Register Slave", "Daemon"})
 PROTECTED_USERS = frozenset({"system user", "event_scheduler"})
+KILLABLE_COMMANDS = frozenset(MYSQL_COMMANDS) - PROTECTED_COMMANDS
+
+# Below these a filter reaches (nearly) every session, so the request needs `kill_all`.
+MIN_INFO = 4  # characters of a statement prefix, not counting the LIKE wildcards % and _
+MIN_TIME_ALONE = 60  # seconds, when session time is the only filter
 
 FILTER_FIELDS = ("host", "db", "command", "info", "user", "time")
 LINE_KEYS = ("duration", "product", *FILTER_FIELDS, "reason")
@@ -378,12 +383,28 @@ def broad_reason(spec: KillTaskSpec) -> str | None:
     """Why a spec reaches so many sessions that only a role with `kill_all` may run it."""
     if not spec.has_filters:
         return "it has no filter, so it kills every session on the instance"
-    if spec.info is not None and len(spec.info) < 4:
-        return "its statement prefix is shorter than 4 characters and matches almost anything"
-    only_time = all(getattr(spec, n) in (None, ()) for n in FILTER_FIELDS if n != "time")
-    if only_time and spec.time is not None and spec.time < 1:
-        return "its only filter is a session time under 1 s, which every session has"
+    if spec.info is not None and _literal_chars(spec.info) < MIN_INFO:
+        return (
+            f"its statement prefix has fewer than {MIN_INFO} characters other than the "
+            "wildcards % and _, so it matches almost any statement"
+        )
+    narrowing = (n for n in FILTER_FIELDS if n not in ("command", "time"))
+    if any(getattr(spec, n) not in (None, ()) for n in narrowing):
+        return None
+    # What is left: a command list, a session time, or both.
+    if set(spec.command) >= KILLABLE_COMMANDS:
+        return "its command list names every command that may be killed, which narrows nothing"
+    if not spec.command and spec.time is not None and spec.time < MIN_TIME_ALONE:
+        return (
+            f"its only filter is a session time under {MIN_TIME_ALONE} s, which most sessions reach"
+        )
     return None
+
+
+def _literal_chars(info: str) -> int:
+    """How many characters of a statement prefix narrow it: DBbrain may match Info with SQL
+    LIKE, where % and _ match anything."""
+    return sum(1 for ch in info if ch not in "%_")
 
 
 # ---------------------------------------------------------------- plain words

@@ -53,7 +53,7 @@ class Role:
 class Approval:
     required: int = 1
     allow_self_approval: bool = False
-    expires_after_minutes: int = 30
+    expires_after_minutes: float = 30  # fractions allowed: 0.05 is 3 s
 
 
 @dataclass(frozen=True)
@@ -202,9 +202,16 @@ def _parse_approval(data: object) -> Approval:
     if not isinstance(self_ok, bool):
         raise PolicyError("approval.allow_self_approval: must be true or false")
     expires = data.get("expires_after_minutes", 30)
-    if not isinstance(expires, int) or isinstance(expires, bool) or not 1 <= expires <= 1440:
-        raise PolicyError("approval.expires_after_minutes: must be a whole number from 1 to 1440")
+    if not _is_number(expires) or not 0 < expires <= 1440:
+        raise PolicyError(
+            "approval.expires_after_minutes: must be a number of minutes above 0 and at most "
+            "1440 (fractions allowed, e.g. 0.5)"
+        )
     return Approval(required, self_ok, expires)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
 
 
 def _parse_role(name: str, data: object) -> Role:

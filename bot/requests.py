@@ -14,7 +14,8 @@ from bot.killtask import KillTaskSpec
 
 class State(StrEnum):
     PENDING = "pending"  # waiting for approvals
-    STARTING = "starting"  # approved; CreateKillTask is being sent, exactly once
+    APPROVED = "approved"  # enough approvals; not yet claimed for sending, so safe to start
+    STARTING = "starting"  # claimed; CreateKillTask is being sent, exactly once
     RUNNING = "running"  # DBbrain accepted the task
     FAILED = "failed"  # DBbrain refused it, nothing runs
     UNKNOWN = "unknown"  # the call may or may not have reached DBbrain; never re-sent
@@ -25,7 +26,8 @@ class State(StrEnum):
 
 
 MOVES: dict[State, frozenset[State]] = {
-    State.PENDING: frozenset({State.STARTING, State.REJECTED, State.EXPIRED}),
+    State.PENDING: frozenset({State.APPROVED, State.REJECTED, State.EXPIRED}),
+    State.APPROVED: frozenset({State.STARTING}),
     State.STARTING: frozenset({State.RUNNING, State.FAILED, State.UNKNOWN}),
     State.RUNNING: frozenset({State.STOPPED, State.FINISHED}),
     State.UNKNOWN: frozenset({State.STOPPED}),
@@ -36,9 +38,11 @@ MOVES: dict[State, frozenset[State]] = {
     State.FINISHED: frozenset(),
 }
 
-OPEN_STATES = frozenset({State.PENDING, State.STARTING, State.RUNNING, State.UNKNOWN})
-# States in which a kill task may be alive on the instance: a new one must wait.
-ACTIVE_STATES = frozenset({State.STARTING, State.RUNNING, State.UNKNOWN})
+OPEN_STATES = frozenset(
+    {State.PENDING, State.APPROVED, State.STARTING, State.RUNNING, State.UNKNOWN}
+)
+# States in which a kill task is, or is about to be, alive on the instance: a new one must wait.
+ACTIVE_STATES = frozenset({State.APPROVED, State.STARTING, State.RUNNING, State.UNKNOWN})
 
 
 def sources_of(target: State) -> frozenset[State]:

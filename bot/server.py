@@ -1,76 +1,64 @@
-"""HTTP mode: Bolt behind gunicorn (threaded worker), with /slack/events and /healthz.
+"""HTTP mode: Bolt behind gunicorn (one threaded worker), with /slack/events beside /healthz,
+/readyz and /metrics.
 
-One server worker with threads answers Slack; the work process (`bot.work`), started by the
-main process (gunicorn's master) before it serves and stopped after its worker, does what the
-acks hand over. Run more replicas for more capacity; they share the database.
+The worker is the replica's one process that does the work: it acks, runs what comes after the
+ack on its own pool and runs the clock. gunicorn's master only starts it again if it dies.
+SIGHUP reloads the policy in the worker (gunicorn would otherwise restart its workers).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Callable
+import os
+import signal
+import threading
 
 from gunicorn.app.base import BaseApplication
-from slack_bolt import App
+from gunicorn.arbiter import Arbiter
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.app import Bot, build_bot
 from bot.config import Settings
+from bot.health import WsgiApp, health_app
 from bot.policy import Policy
-from bot.work import WorkChannel, WorkProcess
+from bot.slack.verify import verified
 
 log = logging.getLogger(__name__)
 
 
-def wsgi_app(app: App, ready: Callable[[], bool] = lambda: True):  # type: ignore[no-untyped-def]
-    slack = SlackRequestHandler(app)
+def wsgi_app(bot: Bot, signing_secret: str) -> WsgiApp:
+    slack = verified(SlackRequestHandler(bot.app), signing_secret)
 
-    def application(environ, start_response):  # type: ignore[no-untyped-def]
-        path = environ.get("PATH_INFO", "")
-        if path == "/healthz":
-            if not ready():  # acks would only say "try again": do not take traffic yet
-                start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
-                return [b"work process not ready\n"]
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ok\n"]
-        if path == "/slack/events" and environ.get("REQUEST_METHOD") == "POST":
-            if not _has_signature_headers(environ):
-                # Bolt would fail with a 500 on an empty timestamp; a missing signature is a 401.
-                start_response("401 Unauthorized", [("Content-Type", "text/plain")])
-                return [b"missing Slack signature\n"]
+    def events(environ, start_response):  # type: ignore[no-untyped-def]
+        if environ.get("PATH_INFO") == "/slack/events" and environ.get("REQUEST_METHOD") == "POST":
             return slack(environ, start_response)
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found\n"]
 
-    return application
+    return health_app(bot.readiness, events)
 
 
-def _has_signature_headers(environ: dict) -> bool:
-    timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
-    signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
-    return timestamp.isdigit() and signature.startswith("v0=")
+class _Arbiter(Arbiter):
+    def handle_hup(self) -> None:
+        """Pass SIGHUP to the worker, which re-reads the policy; restart nothing."""
+        self.log.info("Passing SIGHUP to the worker: reloading the policy")
+        self.kill_workers(signal.SIGHUP)
 
 
 class _Server(BaseApplication):
-    def __init__(self, settings: Settings, policy: Policy, work: WorkProcess | None = None):
+    def __init__(self, settings: Settings, policy: Policy):
         self.settings = settings
         self.policy = policy
-        self.work = work
         self.bot: Bot | None = None
         super().__init__()
 
     def load_config(self) -> None:
-        bot_holder = self
+        holder = self
 
         def worker_exit(_server, _worker) -> None:  # type: ignore[no-untyped-def]
-            if bot_holder.bot is not None:
-                bot_holder.bot.shutdown()
-
-        def on_exit(_server) -> None:  # type: ignore[no-untyped-def]
-            # The master, after its worker is gone: every job is handed over; let them finish.
-            if bot_holder.work is not None:
-                bot_holder.work.stop()
+            if holder.bot is not None:
+                holder.bot.shutdown()  # finish what was acked before the worker goes
 
         options = {
             "bind": f"{self.settings.host}:{self.settings.port}",
@@ -84,20 +72,28 @@ class _Server(BaseApplication):
             "errorlog": "-",
             "loglevel": "warning",
             "worker_exit": worker_exit,
-            "on_exit": on_exit,
         }
         for key, value in options.items():
             self.cfg.set(key, value)
 
     def load(self):  # type: ignore[no-untyped-def]
         # Built in the worker, after the fork, so its threads and connections live there.
-        assert self.work is not None
-        self.bot = build_bot(self.settings, self.policy, WorkChannel(self.work.path))
+        bot = self.bot = build_bot(self.settings, self.policy)
+        bot.start()
+
+        def reload(_signum, _frame) -> None:  # type: ignore[no-untyped-def]
+            threading.Thread(target=bot.reload_policy, name="policy-reload").start()
+
+        signal.signal(signal.SIGHUP, reload)
+        log.info("worker_ready pid=%s", os.getpid())
         # What start-up built lives as long as the worker: keep the collector from walking it
         # again and again, which it would do mid-request (tens of thousands of objects).
         gc.freeze()
-        return wsgi_app(self.bot.app, self.bot.channel.ready)
+        return wsgi_app(bot, self.settings.slack_signing_secret.reveal())
+
+    def run(self) -> None:
+        _Arbiter(self).run()
 
 
-def serve(settings: Settings, policy: Policy, work: WorkProcess) -> None:
-    _Server(settings, policy, work).run()
+def serve(settings: Settings, policy: Policy) -> None:
+    _Server(settings, policy).run()

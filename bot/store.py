@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 
 from sqlalchemy import (
     Boolean,
@@ -21,8 +22,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
+    case,
     create_engine,
     event,
+    false,
     func,
     insert,
     or_,
@@ -31,8 +35,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine, RowMapping, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from bot.audit import AuditEntry
 from bot.killtask import KillTaskSpec
 from bot.requests import ACTIVE_STATES, OPEN_STATES, KillRequest, State, sources_of
 
@@ -99,6 +104,8 @@ cloud_calls = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("at", Float, nullable=False),
+    # A stop or a start: reads may fill only part of each second, these may use all of it.
+    Column("urgent", Boolean, nullable=False, default=False),
     Index("ix_cloud_calls_at", "at"),
 )
 # One row, updated first in each limiter transaction: a lock every database understands.
@@ -134,6 +141,14 @@ audit_log = Table(
 )
 
 
+class _Again(Exception):
+    """This person had already approved: roll the approval's transaction back."""
+
+
+class StoreError(Exception):
+    """The database could not be used just now (down, locked, timed out)."""
+
+
 def make_engine(url: str) -> Engine:
     """An engine for the URL as users write it (postgresql://… uses psycopg2)."""
     parsed = make_url(url)
@@ -148,6 +163,9 @@ def make_engine(url: str) -> Engine:
             if parsed.database not in (None, "", ":memory:"):
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=30000")
+            # In WAL mode a commit survives the process being killed at any moment; only a
+            # power cut may lose the last ones. Replicas use PostgreSQL.
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
         return engine
@@ -156,15 +174,27 @@ def make_engine(url: str) -> Engine:
 
 
 class Store:
-    def __init__(self, engine: Engine, clock=time.time):  # type: ignore[no-untyped-def]
+    def __init__(  # type: ignore[no-untyped-def]
+        self,
+        engine: Engine,
+        clock=time.time,
+        on_audit: Callable[[AuditEntry], None] | None = None,
+    ):
         self.engine = engine
         self._clock = clock
+        # Called for every entry written (the metrics count requests by outcome).
+        self.on_audit = on_audit
 
     def create_schema(self) -> None:
         """Bring the schema to the newest migration (Alembic), creating it if needed."""
         from bot.migrate import upgrade
 
         upgrade(self.engine)
+
+    def ping(self) -> None:
+        """One round trip to the database; raises StoreError when it does not answer."""
+        with self._errors(), self.engine.connect() as conn:
+            conn.execute(select(1))
 
     # ------------------------------------------------------------ processes
 
@@ -181,18 +211,39 @@ class Store:
                     insert(bot_processes).values(id=process_id, started_at=now, heartbeat_at=now)
                 )
 
+    def _dead_owner(self, stale_before: float):  # type: ignore[no-untyped-def]
+        """A condition: the row's owning process stopped beating (or there is none)."""
+        alive = select(bot_processes.c.id).where(bot_processes.c.heartbeat_at >= stale_before)
+        return or_(kill_requests.c.owner.is_(None), kill_requests.c.owner.not_in(alive))
+
     def lost_starts(self, stale_before: float, started_before: float) -> list[KillRequest]:
         """Starts whose owner stopped beating, or that have been starting for far too long."""
-        alive = select(bot_processes.c.id).where(bot_processes.c.heartbeat_at >= stale_before)
         return self._select(
             select(kill_requests).where(
                 kill_requests.c.state == State.STARTING.value,
-                or_(
-                    kill_requests.c.owner.is_(None),
-                    kill_requests.c.owner.not_in(alive),
-                    kill_requests.c.decided_at < started_before,
-                ),
+                or_(self._dead_owner(stale_before), kill_requests.c.decided_at < started_before),
             )
+        )
+
+    def orphaned_approvals(self, stale_before: float, decided_before: float) -> list[KillRequest]:
+        """Approved requests nobody has claimed: their process died, or is far too slow."""
+        return self._select(
+            select(kill_requests).where(
+                kill_requests.c.state == State.APPROVED.value,
+                or_(self._dead_owner(stale_before), kill_requests.c.decided_at < decided_before),
+            )
+        )
+
+    def missing_previews(self, stale_before: float, limit: int = 20) -> list[KillRequest]:
+        """Pending requests whose first preview was never stored, and whose filer is gone."""
+        return self._select(
+            select(kill_requests)
+            .where(
+                kill_requests.c.state == State.PENDING.value,
+                kill_requests.c.preview.is_(None),
+                self._dead_owner(stale_before),
+            )
+            .limit(limit)
         )
 
     # ------------------------------------------------------------ requests
@@ -204,10 +255,14 @@ class Store:
         requester_id: str,
         spec: KillTaskSpec,
         expires_at: float,
+        owner: str,
+        audit: Callable[[int], AuditEntry],
         break_glass: bool = False,
         source_key: str | None = None,
     ) -> KillRequest | None:
-        """File a pending request; None when this Slack delivery was already filed."""
+        """File a request and its audit entry together; None when this Slack delivery was
+        already filed. A break-glass request is filed approved: nobody else decides on it."""
+        now = self._clock()
         row = {
             "source_key": source_key,
             "channel_id": channel_id,
@@ -217,36 +272,57 @@ class Store:
             "duration": spec.duration,
             "spec": json.dumps(spec.to_dict(), ensure_ascii=False),
             "break_glass": break_glass,
-            "state": State.PENDING.value,
-            "created_at": self._clock(),
+            "state": (State.APPROVED if break_glass else State.PENDING).value,
+            "created_at": now,
             "expires_at": expires_at,
+            "decided_by": requester_id if break_glass else None,
+            "decided_at": now if break_glass else None,
+            "owner": owner,
             "card_rev": 1,
             "card_synced_rev": 0,
             "card_behind": True,
-            "card_claimed_at": self._clock(),
+            "card_claimed_at": now,
         }
         try:
-            with self.engine.begin() as conn:
-                new_id = conn.execute(insert(kill_requests).values(**row)).inserted_primary_key[0]
+            with self._errors(), self.engine.begin() as conn:
+                found = conn.execute(insert(kill_requests).values(**row).returning(kill_requests))
+                inserted = found.mappings().one()
+                self._write_audit(conn, audit(inserted["id"]))
         except IntegrityError:
             return None
-        return self.get(new_id)
+        return self._to_request(inserted, {})
 
     def get(self, request_id: int) -> KillRequest | None:
-        with self.engine.connect() as conn:
-            row = (
-                conn.execute(select(kill_requests).where(kill_requests.c.id == request_id))
-                .mappings()
-                .first()
-            )
-            if row is None:
-                return None
-            return self._to_request(row, self._approvers(conn, [request_id]))
+        with self._errors(), self.engine.connect() as conn:
+            return self._get(conn, request_id)
 
-    def move(self, request_id: int, to: State, **fields: object) -> KillRequest | None:
-        """Apply one move of the state machine; None when another click or replica won."""
-        with self.engine.begin() as conn:
-            result = conn.execute(
+    def _get(self, conn, request_id: int) -> KillRequest | None:  # type: ignore[no-untyped-def]
+        query = select(kill_requests).where(kill_requests.c.id == request_id)
+        row = conn.execute(query).mappings().first()
+        return None if row is None else self._to_request(row, self._approvers(conn, [request_id]))
+
+    def move(
+        self,
+        request_id: int,
+        to: State,
+        *,
+        audit: Iterable[AuditEntry] = (),
+        **fields: object,
+    ) -> KillRequest | None:
+        """Apply one move of the state machine, with its audit entries, in one transaction.
+        The moved row, or None when another click or replica won."""
+        with self._errors(), self.engine.begin() as conn:
+            moved = self._move(conn, request_id, to, **fields)
+            if moved is None:
+                return None
+            for item in audit:
+                self._write_audit(conn, item)
+            return self._to_request(moved, self._approvers(conn, [request_id]))
+
+    @staticmethod
+    def _move(conn, request_id: int, to: State, **fields: object) -> RowMapping | None:  # type: ignore[no-untyped-def]
+        return (
+            conn.execute(
                 update(kill_requests)
                 .where(
                     kill_requests.c.id == request_id,
@@ -258,20 +334,72 @@ class Store:
                     card_behind=True,
                     **fields,
                 )
+                .returning(kill_requests)
             )
-            if result.rowcount != 1:
-                return None
-        return self.get(request_id)
+            .mappings()
+            .first()
+        )
 
-    def set_message_ts(self, request_id: int, ts: str) -> None:
-        with self.engine.begin() as conn:
+    def approve(
+        self, request_id: int, user_id: str, required: int, owner: str, audit: AuditEntry
+    ) -> tuple[str, KillRequest | None]:
+        """Record one approval and, when it is the last one needed, move the request to
+        approved: one transaction, so the approval and the decision stand or fall together.
+
+        Returns ("recorded" | "approved" | "again" | "closed", the request as it now is). The
+        first UPDATE locks the row, so concurrent approvals of one request take turns and each
+        counts every approval committed before it."""
+        now = self._clock()
+        try:
+            with self._errors(), self.engine.begin() as conn:
+                bumped = conn.execute(
+                    update(kill_requests)
+                    .where(
+                        kill_requests.c.id == request_id,
+                        kill_requests.c.state == State.PENDING.value,
+                    )
+                    .values(card_rev=kill_requests.c.card_rev + 1, card_behind=True)
+                ).rowcount
+                if not bumped:
+                    return "closed", self._get(conn, request_id)
+                approvers = self._approvers(conn, [request_id]).get(request_id, [])
+                if user_id in approvers:
+                    raise _Again  # roll back: nothing changed
+                conn.execute(
+                    insert(approvals).values(request_id=request_id, user_id=user_id, at=now)
+                )
+                self._write_audit(conn, audit)
+                outcome = "recorded"
+                if len(approvers) + 1 >= required:
+                    self._move(
+                        conn, request_id, State.APPROVED, decided_by=user_id, decided_at=now,
+                        owner=owner,
+                    )  # fmt: skip
+                    outcome = "approved"
+                return outcome, self._get(conn, request_id)
+        except (_Again, IntegrityError):
+            return "again", None
+
+    def claim_start(self, request_id: int, owner: str, audit: AuditEntry) -> KillRequest | None:
+        """Claim an approved request for sending CreateKillTask; only one process ever wins."""
+        return self.move(request_id, State.STARTING, owner=owner, audit=[audit])
+
+    def set_message_ts(self, request_id: int, ts: str, rev: int) -> None:
+        """Slack took the card (revision `rev`) at `ts`."""
+        with self._errors(), self.engine.begin() as conn:
             conn.execute(
-                update(kill_requests).where(kill_requests.c.id == request_id).values(message_ts=ts)
+                update(kill_requests)
+                .where(kill_requests.c.id == request_id)
+                .values(
+                    message_ts=ts,
+                    card_synced_rev=rev,
+                    card_behind=kill_requests.c.card_rev > rev,
+                )
             )
 
-    def set_preview(self, request_id: int, preview: dict[str, object]) -> None:
+    def set_preview(self, request_id: int, preview: dict[str, object]) -> KillRequest | None:
         """Store a fresh preview and bump the card, so every replica shows it."""
-        with self.engine.begin() as conn:
+        with self._errors(), self.engine.begin() as conn:
             conn.execute(
                 update(kill_requests)
                 .where(kill_requests.c.id == request_id)
@@ -281,33 +409,17 @@ class Store:
                     card_behind=True,
                 )
             )
+            return self._get(conn, request_id)
 
-    def adopt_message_ts(self, request_id: int, ts: str) -> None:
+    def adopt_message_ts(self, request_id: int, ts: str) -> KillRequest | None:
         """Record the card's ts only if none is known yet (one conditional UPDATE)."""
-        with self.engine.begin() as conn:
+        with self._errors(), self.engine.begin() as conn:
             conn.execute(
                 update(kill_requests)
                 .where(kill_requests.c.id == request_id, kill_requests.c.message_ts.is_(None))
                 .values(message_ts=ts)
             )
-
-    def add_approval(self, request_id: int, user_id: str) -> bool:
-        """Record one person's approval; False when they had already approved."""
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    insert(approvals).values(
-                        request_id=request_id, user_id=user_id, at=self._clock()
-                    )
-                )
-                conn.execute(
-                    update(kill_requests)
-                    .where(kill_requests.c.id == request_id)
-                    .values(card_rev=kill_requests.c.card_rev + 1, card_behind=True)
-                )
-        except IntegrityError:
-            return False
-        return True
+            return self._get(conn, request_id)
 
     def active_on(
         self, instance_id: str, product: str, exclude_id: int | None = None
@@ -333,6 +445,16 @@ class Store:
             .order_by(kill_requests.c.id)
             .limit(limit)
         )
+
+    def count_by_state(self, states: Iterable[State]) -> dict[State, int]:
+        query = (
+            select(kill_requests.c.state, func.count())
+            .where(kill_requests.c.state.in_([s.value for s in states]))
+            .group_by(kill_requests.c.state)
+        )
+        with self._errors(), self.engine.connect() as conn:
+            found = {State(state): int(n) for state, n in conn.execute(query)}
+        return {state: found.get(state, 0) for state in states}
 
     def due_to_expire(self, now: float, limit: int = 100) -> list[KillRequest]:
         return self._select(
@@ -364,28 +486,39 @@ class Store:
             .limit(limit)
         )
 
-    def unposted_cards(self, claimed_before: float, limit: int = 20) -> list[KillRequest]:
-        """Requests whose card never reached Slack, and nobody is trying right now."""
+    def _card_unclaimed(self, claimed_before: float, stale_before: float):  # type: ignore[no-untyped-def]
+        """Nobody is posting this card: the last try is old, or its process died."""
+        return or_(
+            kill_requests.c.card_claimed_at < claimed_before,
+            and_(
+                self._dead_owner(stale_before), kill_requests.c.card_claimed_at < stale_before
+            ),
+        )
+
+    def unposted_cards(
+        self, claimed_before: float, stale_before: float, limit: int = 20
+    ) -> list[KillRequest]:
+        """Requests whose card never reached Slack (as far as the bot knows), unclaimed."""
         return self._select(
             select(kill_requests)
             .where(
                 kill_requests.c.message_ts.is_(None),
                 kill_requests.c.state.in_([s.value for s in OPEN_STATES]),
-                kill_requests.c.card_claimed_at < claimed_before,
+                self._card_unclaimed(claimed_before, stale_before),
             )
             .order_by(kill_requests.c.id)
             .limit(limit)
         )
 
-    def claim_card_post(self, request_id: int, claimed_before: float) -> bool:
-        with self.engine.begin() as conn:
+    def claim_card_post(self, request_id: int, claimed_before: float, stale_before: float) -> bool:
+        with self._errors(), self.engine.begin() as conn:
             return (
                 conn.execute(
                     update(kill_requests)
                     .where(
                         kill_requests.c.id == request_id,
                         kill_requests.c.message_ts.is_(None),
-                        kill_requests.c.card_claimed_at < claimed_before,
+                        self._card_unclaimed(claimed_before, stale_before),
                     )
                     .values(card_claimed_at=self._clock())
                 ).rowcount
@@ -395,7 +528,7 @@ class Store:
     def mark_card_synced(self, request_id: int, rev: int) -> None:
         """Slack now shows revision `rev`: the last update to land wins there, even an older
         one that was slow; then the card is behind again and the tick sends the newest."""
-        with self.engine.begin() as conn:
+        with self._errors(), self.engine.begin() as conn:
             conn.execute(
                 update(kill_requests)
                 .where(kill_requests.c.id == request_id)
@@ -403,43 +536,49 @@ class Store:
             )
 
     def count_requests(self) -> int:
-        with self.engine.connect() as conn:
+        with self._errors(), self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(kill_requests)).scalar_one())
 
     # ------------------------------------------------------------ audit
 
-    def audit(
-        self,
-        *,
-        actor_id: str,
-        action: str,
-        outcome: str,
-        request_id: int | None = None,
-        channel_id: str | None = None,
-        instance_id: str | None = None,
-        cloud_request_id: str | None = None,
-        detail: str | None = None,
-    ) -> None:
+    def audit(self, item: AuditEntry) -> None:
         """Append one line to the audit log; rows are never updated or deleted."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(audit_log).values(
-                    at=self._clock(),
-                    actor_id=actor_id,
-                    action=action,
-                    outcome=outcome,
-                    request_id=request_id,
-                    channel_id=channel_id,
-                    instance_id=instance_id,
-                    cloud_request_id=cloud_request_id,
-                    detail=(detail or "")[:2000] or None,
-                )
+        with self._errors(), self.engine.begin() as conn:
+            self._write_audit(conn, item)
+
+    def _write_audit(self, conn, item: AuditEntry) -> None:  # type: ignore[no-untyped-def]
+        conn.execute(
+            insert(audit_log).values(
+                at=self._clock(),
+                actor_id=item.actor_id,
+                action=item.action,
+                outcome=item.outcome,
+                request_id=item.request_id,
+                channel_id=item.channel_id,
+                instance_id=item.instance_id,
+                cloud_request_id=item.cloud_request_id,
+                detail=(item.detail or "")[:2000] or None,
             )
+        )
+        if self.on_audit is not None:
+            self.on_audit(item)
 
     # ------------------------------------------------------------ helpers
 
+    @staticmethod
+    @contextmanager
+    def _errors():  # type: ignore[no-untyped-def]
+        """The database's own errors, as the project's StoreError (the seam maps them)."""
+        try:
+            yield
+        except IntegrityError:
+            raise  # an answer (a duplicate), not an outage: callers handle it
+        except SQLAlchemyError as exc:
+            cause = type(getattr(exc, "orig", None) or exc).__name__
+            raise StoreError(f"the database did not answer ({cause})") from exc
+
     def _select(self, query) -> list[KillRequest]:  # type: ignore[no-untyped-def]
-        with self.engine.connect() as conn:
+        with self._errors(), self.engine.connect() as conn:
             rows = list(conn.execute(query).mappings())
             approvers = self._approvers(conn, [row["id"] for row in rows])
         return [self._to_request(row, approvers) for row in rows]
@@ -487,30 +626,42 @@ class Store:
 
 
 class SharedRateLimit:
-    """At most `rate` DBbrain calls in any second across every replica sharing the database.
+    """At most `rate` DBbrain calls in any second across every replica sharing the database,
+    of which reads may take at most `read_rate`, so stops and starts always find a slot.
 
-    Each acquire is one short transaction: lock the single rate_lock row, count the calls of the
-    last second, and record this one if there is room. Clocks of replicas on different hosts
-    should agree to well under a second (NTP), as they do for Slack's signatures anyway.
+    Each acquire is one short transaction: lock the single rate_lock row, count the calls (and
+    the reads among them) of the last second, and record this one if there is room. Clocks of
+    replicas on different hosts should agree to well under a second (NTP), as they do for
+    Slack's signatures anyway.
     """
 
     def __init__(  # type: ignore[no-untyped-def]
-        self, engine: Engine, rate: int = 20, window: float = 1.0, clock=time.time, sleep=time.sleep
+        self,
+        engine: Engine,
+        rate: int = 20,
+        window: float = 1.0,
+        clock=time.time,
+        sleep=time.sleep,
+        read_rate: int = 14,  # so 6 of every 20 slots are kept for stops and starts
     ):
+        if not 0 < read_rate <= rate:
+            raise ValueError("read_rate must be from 1 to rate")
         self.engine = engine
         self.rate = rate
+        self.read_rate = read_rate
         self.window = window  # seconds; a little over 1 leaves room for network jitter
         self._clock = clock
         self._sleep = sleep
 
-    def acquire(self) -> None:
+    def acquire(self, urgent: bool = False) -> None:
+        """Wait for a slot; a read waits, never fails, while reads hold their share."""
         while True:
-            wait = self._try()
+            wait = self._try(urgent)
             if wait <= 0:
                 return
             self._sleep(wait)
 
-    def _try(self) -> float:
+    def _try(self, urgent: bool) -> float:
         with self.engine.begin() as conn:
             locked = conn.execute(
                 update(rate_lock).where(rate_lock.c.id == 1).values(n=rate_lock.c.n + 1)
@@ -523,14 +674,24 @@ class SharedRateLimit:
                     pass
                 return 0.001  # the row exists now; go round and take the lock
             now = self._clock()
-            recent = conn.execute(
-                select(func.count(), func.min(cloud_calls.c.at)).where(
-                    cloud_calls.c.at > now - self.window
-                )
+            is_read = cloud_calls.c.urgent == false()
+            calls, oldest, reads, oldest_read = conn.execute(
+                select(
+                    func.count(),
+                    func.min(cloud_calls.c.at),
+                    func.count(case((is_read, 1))),
+                    func.min(case((is_read, cloud_calls.c.at))),
+                ).where(cloud_calls.c.at > now - self.window)
             ).one()
-            if recent[0] < self.rate:
-                conn.execute(insert(cloud_calls).values(at=now))
-                if recent[0] == 0:  # now and then, forget calls nobody will count again
+            # The oldest call that must leave the window before this one may go.
+            blockers = []
+            if calls >= self.rate:
+                blockers.append(oldest)
+            if not urgent and reads >= self.read_rate:
+                blockers.append(oldest_read)
+            if not blockers:
+                conn.execute(insert(cloud_calls).values(at=now, urgent=urgent))
+                if calls == 0:  # now and then, forget calls nobody will count again
                     conn.execute(cloud_calls.delete().where(cloud_calls.c.at < now - 60))
                 return 0.0
-            return max(recent[1] + self.window - now, 0.001)
+            return max(max(blockers) + self.window - now, 0.001)

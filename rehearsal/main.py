@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 from rehearsal.chat import HELP, Chat
 from rehearsal.simulated import simulated_rows
 from standins.dbbrain import DbbrainEmulator
+from standins.launch import BotNotReady, BotProcess, clean_env
 from standins.sessions import MySQLSessions, Sessions, SessionsError, SimulatedSessions
 from standins.slack_api import FakeSlack
 from standins.slack_client import SlackSender
@@ -74,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         bot = start_bot(folder, slack.url, emulator.endpoint)
         try:
-            sender = SlackSender(f"http://127.0.0.1:{bot.port}", SIGNING_SECRET)
+            sender = SlackSender(bot.url, SIGNING_SECRET)
             chat = Chat(sender, slack, CHANNEL, args.user, out, lambda: describe(sessions))
             chat.settle(quiet=0.3, limit=3)
             print(f"Instance {INSTANCE} in channel {CHANNEL}. The policy:\n{POLICY}", file=out)
@@ -141,25 +137,10 @@ def chat_lines(script: Path | None, chat: Chat):  # type: ignore[no-untyped-def]
     return prompt(), False
 
 
-class BotProcess:
-    def __init__(self, proc: subprocess.Popen, port: int):
-        self.proc = proc
-        self.port = port
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        return self.proc.wait()
-
-
 def start_bot(folder: Path, slack_url: str, dbbrain_url: str) -> BotProcess:
+    """The real bot on loopback, pointed at the stand-ins, ready to answer."""
     (folder / "policy.yaml").write_text(POLICY)
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TENCENTCLOUD_"))}
+    env = {k: v for k, v in clean_env().items() if not k.startswith("TENCENTCLOUD_")}
     env.update(
         SLACK_BOT_TOKEN=BOT_TOKEN,
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
@@ -170,33 +151,11 @@ def start_bot(folder: Path, slack_url: str, dbbrain_url: str) -> BotProcess:
         POLICY_FILE=str(folder / "policy.yaml"),
         DATABASE_URL=f"sqlite:///{folder / 'killtask.db'}",
         HOST="127.0.0.1",
-        PORT=str(port),
         TICK_SECONDS="1",
         LOG_LEVEL="WARNING",
         DOTENV_PATH=str(folder / "no.env"),
-        NO_PROXY="127.0.0.1,localhost",
     )
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
-        env.pop(name, None)
-    log = (folder / "bot.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the bot did not start; see {folder / 'bot.log'}")
-        try:
-            with opener.open(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return BotProcess(proc, port)
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit(f"the bot did not answer in 30 s; see {folder / 'bot.log'}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    try:
+        return BotProcess(env, folder / "bot.log").start(timeout=30)
+    except BotNotReady as exc:
+        raise SystemExit(f"the bot did not start; see {folder / 'bot.log'}") from exc

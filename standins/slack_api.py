@@ -264,10 +264,27 @@ class FakeSlack:
         req.end_headers()
         req.wfile.write(data)
 
+    def _history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The channel's top-level messages since `oldest`, newest first, as Slack lists them
+        (metadata only with include_all_metadata). One page: the tests never need a second."""
+        channel, oldest = str(args.get("channel", "")), float(args.get("oldest") or 0)
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        found = []
+        for (where, ts), message in self.messages.items():
+            if where != channel or message.get("thread_ts") or float(ts) < oldest:
+                continue
+            item = {"type": "message", "user": "UBOT", "bot_id": "BBOT", "ts": ts}
+            item["text"] = message.get("text", "")
+            if with_metadata and message.get("metadata"):
+                item["metadata"] = message["metadata"]
+            found.append(item)
+        found.sort(key=lambda item: float(item["ts"]), reverse=True)
+        return {"ok": True, "messages": found, "has_more": False}
+
     def _next_ts(self) -> str:
-        self._ts_counter += 1
-        micros = self._ts_counter * 100
-        return f"{1_700_000_000 + micros // 1_000_000}.{micros % 1_000_000:06d}"
+        """Like Slack's: the time of posting in microseconds, unique within the workspace."""
+        self._ts_counter = max(int(time.time() * 1_000_000), self._ts_counter + 1)
+        return f"{self._ts_counter // 1_000_000}.{self._ts_counter % 1_000_000:06d}"
 
     def _answer(self, method: str, args: dict[str, Any], token: str | None) -> dict[str, Any]:
         """Slack's answer to a well-formed call; caller holds self._cond."""
@@ -296,6 +313,8 @@ class FakeSlack:
             thread_ts = args.get("thread_ts") or None
             text, blocks = args.get("text", ""), args.get("blocks")
             self.messages[(channel, ts)] = {"text": text, "blocks": blocks, "thread_ts": thread_ts}
+            if args.get("metadata"):
+                self.messages[(channel, ts)]["metadata"] = args["metadata"]
             message = {"type": "message", "user": "UBOT", "bot_id": "BBOT", "text": text, "ts": ts}
             if blocks is not None:
                 message["blocks"] = blocks
@@ -311,6 +330,8 @@ class FakeSlack:
                 if key in args:
                     state[key] = args[key]
             return {"ok": True, "channel": channel, "ts": ts, "text": state["text"]}
+        if method == "conversations.history":
+            return self._history(args)
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": self._next_ts()}
         if method in ("views.open", "views.update", "views.push"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -224,10 +225,16 @@ class Driver:
         self.dbbrain = dbbrain
         assert bot.sender is not None
         self.sender = bot.sender
+        self.answers: list[SlackCall] = []  # private answers given in a command's ack
 
     def command(self, text: str, user: str = REQUESTER, channel: str = CHANNEL, **kw):
         status, body, _ = self.sender.command(text, user_id=user, channel_id=channel, **kw)
         assert status == 200, body
+        if body:
+            answer = json.loads(body)
+            if answer.get("response_type") == "ephemeral":
+                args = {"channel": channel, "user": user, "text": answer.get("text", "")}
+                self.answers.append(SlackCall("ack", args, None, time.time(), response=answer))
         return body
 
     def file(
@@ -274,6 +281,10 @@ class Driver:
         raise AssertionError(f"card #{card.request_id} is {self.card_state(card)!r}, not {title!r}")
 
     def ephemeral_to(self, user: str, contains: str, timeout: float = 10.0) -> SlackCall:
+        """A private answer: in a command's ack (instant), or a chat.postEphemeral later."""
+        for answer in self.answers:
+            if answer.args["user"] == user and contains in answer.args["text"]:
+                return answer
         return self.slack.wait_for(
             "chat.postEphemeral",
             lambda c: c.args.get("user") == user and contains in c.args.get("text", ""),

@@ -7,16 +7,22 @@ is never sent again on its own.
 from __future__ import annotations
 
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
-from types import SimpleNamespace
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
 
-import bot.dbbrain as dbbrain_module
 from bot.cloud import CloudError
 from bot.dbbrain import DbbrainGateway, RateLimiter, split_endpoint
 from bot.killtask import KillTaskSpec
+from bot.migrate import upgrade
+from bot.store import SharedRateLimit, cloud_calls, make_engine
 from standins.dbbrain import DbbrainEmulator
 
 SECRET_ID = "AKIDGATEWAYTEST"
@@ -56,10 +62,12 @@ class CountingLimiter(RateLimiter):
     def __init__(self) -> None:
         super().__init__()
         self.count = 0
+        self.urgent: list[bool] = []
 
-    def acquire(self) -> None:
+    def acquire(self, urgent: bool = False) -> None:
         self.count += 1
-        super().acquire()
+        self.urgent.append(urgent)
+        super().acquire(urgent)
 
 
 def new_spec(**fields: object) -> KillTaskSpec:
@@ -119,6 +127,19 @@ def test_cancel_stops_the_active_task(emulator: DbbrainEmulator) -> None:
     assert call.effect == "cancelled"
     assert result.request_id == call.request_id
     assert emulator.active_task(spec.instance_id) is None
+
+
+def test_stops_and_starts_ask_the_limiter_for_an_urgent_slot(emulator: DbbrainEmulator) -> None:
+    """Only reads are held to their share of the rate; a stop or a start may take any slot."""
+    spec = new_spec(user="app")
+    limiter = CountingLimiter()
+    gw = gateway(emulator.endpoint, limiter=limiter)
+
+    gw.list_sessions(spec.instance_id, "mysql", {}, 10)
+    gw.create_kill_task(spec)
+    gw.cancel_kill_task(spec.instance_id, "mysql")
+
+    assert limiter.urgent == [False, True, True]
 
 
 # ---------------------------------------------------------------- throttling
@@ -324,17 +345,20 @@ class FakeClock:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    # RateLimiter sleeps through the module's `time`; swap only that module's view of it.
-    monkeypatch.setattr(dbbrain_module, "time", SimpleNamespace(sleep=fake.sleep))
-    return fake
+def clock() -> FakeClock:
+    return FakeClock()
 
 
-def acquire_times(limiter: RateLimiter, clock: FakeClock, n: int) -> list[float]:
+def limiter_on(clock: FakeClock, **options: object) -> RateLimiter:
+    return RateLimiter(clock=clock, sleep=clock.sleep, **options)  # type: ignore[arg-type]
+
+
+def acquire_times(
+    limiter: RateLimiter, clock: FakeClock, n: int, urgent: bool = False
+) -> list[float]:
     times = []
     for _ in range(n):
-        limiter.acquire()
+        limiter.acquire(urgent)
         times.append(clock.now)
     return times
 
@@ -345,7 +369,7 @@ def most_in_any_second(times: list[float]) -> int:
 
 
 def test_rate_limiter_never_exceeds_its_rate_in_any_second(clock: FakeClock) -> None:
-    limiter = RateLimiter(rate=20, clock=clock, window=1.0)
+    limiter = limiter_on(clock, rate=20, read_rate=20, window=1.0)
 
     times = acquire_times(limiter, clock, 45)
 
@@ -356,7 +380,7 @@ def test_rate_limiter_never_exceeds_its_rate_in_any_second(clock: FakeClock) -> 
 
 
 def test_rate_limiter_sliding_window_has_no_edge_burst(clock: FakeClock) -> None:
-    limiter = RateLimiter(rate=5, clock=clock, window=1.0)
+    limiter = limiter_on(clock, rate=5, read_rate=5, window=1.0)
     start = clock.now
     times = []
     for offset in (0.0, 0.2, 0.4, 0.6, 0.9):  # spread over the first second
@@ -372,7 +396,7 @@ def test_rate_limiter_sliding_window_has_no_edge_burst(clock: FakeClock) -> None
 
 
 def test_rate_limiter_lets_calls_through_again_after_a_quiet_second(clock: FakeClock) -> None:
-    limiter = RateLimiter(rate=3, clock=clock, window=1.0)
+    limiter = limiter_on(clock, rate=3, read_rate=3, window=1.0)
     acquire_times(limiter, clock, 3)
     clock.now += 1.0
     before = clock.now
@@ -380,6 +404,185 @@ def test_rate_limiter_lets_calls_through_again_after_a_quiet_second(clock: FakeC
     acquire_times(limiter, clock, 3)
 
     assert clock.now == before  # no waiting
+
+
+def test_reads_take_only_their_share_and_wait_for_the_next_window(clock: FakeClock) -> None:
+    limiter = limiter_on(clock, rate=20, read_rate=14, window=1.0)
+    start = clock.now
+
+    times = acquire_times(limiter, clock, 30)
+
+    assert times[:14] == [start] * 14
+    assert times[14] == pytest.approx(start + 1.0)  # waited, did not fail
+    assert most_in_any_second(times) == 14
+
+
+def test_a_stop_goes_at_once_when_reads_have_used_their_share(clock: FakeClock) -> None:
+    limiter = limiter_on(clock, rate=20, read_rate=14, window=1.0)
+    start = clock.now
+    acquire_times(limiter, clock, 14)
+
+    stops = acquire_times(limiter, clock, 6, urgent=True)
+
+    assert stops == [start] * 6  # the six slots reads may not take
+    # Only now is the window full, and a seventh stop waits like anything else.
+    assert acquire_times(limiter, clock, 1, urgent=True) == [pytest.approx(start + 1.0)]
+
+
+def test_urgent_calls_may_use_every_slot(clock: FakeClock) -> None:
+    limiter = limiter_on(clock, rate=20, read_rate=14, window=1.0)
+
+    times = acquire_times(limiter, clock, 45, urgent=True)
+
+    assert most_in_any_second(times) == 20
+    assert times[:20] == [times[0]] * 20
+
+
+def test_read_rate_must_fit_in_the_rate() -> None:
+    for read_rate in (0, 21):
+        with pytest.raises(ValueError):
+            RateLimiter(rate=20, read_rate=read_rate)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from([0.0, 0.0, 0.01, 0.3, 1.0])), max_size=90))
+def test_any_mix_keeps_both_limits_and_delays_a_stop_only_behind_other_stops(
+    steps: list[tuple[bool, float]],
+) -> None:
+    clock = FakeClock()
+    limiter = limiter_on(clock, rate=20, read_rate=14, window=1.0)
+    grants: list[tuple[float, bool]] = []
+    for urgent, gap in steps:
+        clock.now += gap
+        asked = clock.now
+        limiter.acquire(urgent)
+        if urgent and clock.now > asked:
+            # It waited: the window it asked in was full, and reads held at most 14 of it.
+            in_window = [u for t, u in grants if t > asked - 1.0]
+            assert len(in_window) == 20
+            assert sum(in_window) >= 6
+        grants.append((clock.now, urgent))
+    assert_within_limits(grants, window=1.0)
+
+
+def assert_within_limits(grants: list[tuple[float, bool]], window: float) -> None:
+    """No window holds more than 20 calls, nor more than 14 reads."""
+    for start, _ in grants:
+        in_window = [urgent for t, urgent in grants if start <= t < start + window]
+        assert len(in_window) <= 20
+        assert in_window.count(False) <= 14
+
+
+class FrozenClock:
+    """Time that stands still, so threads that must wait stay waiting, until `run` is set;
+    then every sleep moves it on. Remembers the time each thread last read (its grant)."""
+
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+        self.start = start
+        self.run = threading.Event()
+        self.waited: set[str] = set()  # names of the threads that had to sleep
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def __call__(self) -> float:
+        with self._lock:
+            self._local.last = self.now
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.waited.add(threading.current_thread().name)
+            if self.run.is_set():
+                self.now += seconds
+        time.sleep(0 if self.run.is_set() else 0.001)
+
+    def last_read(self) -> float:
+        return self._local.last
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30  # only a hang fails this; nothing is timed
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.001)
+
+
+def flood_reads_then_stop(limiters: list, clock: FrozenClock) -> list[tuple[float, bool]]:
+    """Four threads flood reads over the limiters (one per replica); once every reader is
+    held back, this thread sends six stops. Returns every grant as (time, urgent)."""
+    grants: list[tuple[float, bool]] = []
+    lock = threading.Lock()
+
+    def take(limiter, urgent: bool) -> None:  # type: ignore[no-untyped-def]
+        limiter.acquire(urgent)
+        with lock:
+            grants.append((clock.last_read(), urgent))
+
+    def reader(i: int) -> None:
+        for _ in range(10):
+            take(limiters[i % len(limiters)], False)
+
+    readers = [threading.Thread(target=reader, args=(i,), name=f"reader-{i}") for i in range(4)]
+    for thread in readers:
+        thread.start()
+    try:
+        wait_until(
+            lambda: (
+                len(grants) == 14 and all(t.name in clock.waited for t in readers if t.is_alive())
+            ),
+            "the readers never used up their share",
+        )
+        assert len(grants) == 14  # the reads' share of the window, and no more
+        me = threading.current_thread().name
+        for i in range(6):
+            take(limiters[i % len(limiters)], True)
+        assert me not in clock.waited  # no stop waited behind the reads
+    finally:
+        clock.run.set()
+        for thread in readers:
+            thread.join(30)
+    assert not any(thread.is_alive() for thread in readers)
+    assert len(grants) == 46
+    assert grants[14:20] == [(clock.start, True)] * 6  # the stops, at once
+    return grants
+
+
+def test_reads_from_many_threads_never_delay_a_stop() -> None:
+    clock = FrozenClock()
+    limiter = RateLimiter(clock=clock, sleep=clock.sleep, window=1.0)
+
+    grants = flood_reads_then_stop([limiter], clock)
+
+    assert_within_limits(grants, window=1.0)
+
+
+def test_reads_on_two_replicas_never_delay_a_stop_sqlite(tmp_path: Path) -> None:
+    shared_flood(f"sqlite:///{tmp_path / 'k.db'}")
+
+
+def test_reads_on_two_replicas_never_delay_a_stop_postgresql(postgres_url: str) -> None:
+    shared_flood(postgres_url)
+
+
+def shared_flood(url: str) -> None:
+    """Two replicas' shared limiters on one database: the same rule across processes."""
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        clock = FrozenClock()
+        replicas = [
+            SharedRateLimit(engine, window=1.0, clock=clock, sleep=clock.sleep) for _ in range(2)
+        ]
+
+        grants = flood_reads_then_stop(replicas, clock)
+
+        assert_within_limits(grants, window=1.0)
+        with engine.connect() as conn:
+            stored = conn.execute(select(cloud_calls.c.at, cloud_calls.c.urgent)).all()
+        assert sorted((at, bool(urgent)) for at, urgent in stored) == sorted(grants)
+    finally:
+        engine.dispose()
 
 
 # ---------------------------------------------------------------- split_endpoint
@@ -415,6 +618,6 @@ def test_gateway_rejects_a_bad_endpoint_at_construction() -> None:
 def test_default_window_leaves_room_for_network_jitter(clock: FakeClock) -> None:
     """Calls granted just over a second apart may arrive closer together; the default window
     is longer than a second, so DBbrain still never sees more than 20 in one."""
-    times = acquire_times(RateLimiter(rate=20, clock=clock), clock, 60)
+    times = acquire_times(limiter_on(clock, rate=20, read_rate=20), clock, 60)
     jittered = [t + (0.15 if i % 20 == 0 else 0.0) for i, t in enumerate(times)]
     assert most_in_any_second(jittered) <= 20

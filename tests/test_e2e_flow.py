@@ -144,7 +144,8 @@ def test_bad_line_names_field_rule_and_usage(driver: Driver) -> None:
     text = answer["text"]
     assert "`duration`" in text and "until-stopped" in text
     assert "`host`" in text and "client IP" in text
-    assert "Usage: `/killtask <InstanceId>" in text
+    # Slack shows &lt;…&gt; as <…>; raw angle brackets would be read as a link
+    assert "Usage: `/killtask &lt;InstanceId&gt;" in text
 
 
 def test_break_glass_skips_approval_and_says_so(driver: Driver) -> None:

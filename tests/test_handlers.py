@@ -1,163 +1,195 @@
-"""The listeners' half of the hand-over: a request is checked and acked and its job handed to the
-work process; when the work process cannot take it, the person hears at once that nothing was
-done (a form stays open and says so)."""
+"""The handlers: what is stored before the ack, what the ack says, and that every failure after
+the ack ends in words to the person. The service is a hand-written fake; the pool runs jobs at
+once so each test reads top to bottom."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import pytest
 
-from bot.policy import Decision
-from bot.slack.blocks import DURATION_CHOICES
-from bot.slack.handlers import UNAVAILABLE, Handlers
-from bot.slack.jobs import Click, File, ListOpen, ShowPreview, StopInstance, decode
+from bot.killtask import KillTaskSpec
+from bot.outcomes import CardPost, Outcome, Published
+from bot.requests import KillRequest, State
+from bot.slack import messages
+from bot.slack.handlers import BUSY, Handlers
+from bot.store import StoreError
 
 
-class Channel:
-    def __init__(self, takes: bool):
-        self.takes = takes
-        self.jobs: list = []
-
-    def submit(self, frame: bytes) -> bool:
-        if self.takes:
-            self.jobs.append(decode(frame))
-        return self.takes
-
-    def post(self, frame: bytes, on_failure) -> None:  # type: ignore[no-untyped-def]
-        if not self.submit(frame):
-            on_failure()
+def request(state: State = State.PENDING) -> KillRequest:
+    spec = KillTaskSpec(instance_id="cdb-12345678", duration=600, user="app")
+    return KillRequest(7, "C1", "U1", spec, state, 0.0, 60.0, message_ts="1.2")
 
 
-class Ack:
-    def __init__(self) -> None:
-        self.calls: list[dict] = []
+@dataclass
+class Service:
+    """Records what was asked, in order; `fail` names a use case that raises."""
 
-    def __call__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self.calls.append(kwargs)
+    calls: list[str] = field(default_factory=list)
+    fail: dict[str, Exception] = field(default_factory=dict)
+    policy: object = field(default_factory=lambda: SimpleNamespace(protected_users=frozenset()))
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if name in self.fail:
+            raise self.fail[name]
+
+    def file(self, *args, **kwargs) -> Outcome:  # type: ignore[no-untyped-def]
+        self._call("file")
+        return Outcome(True, "Request #7 is filed.", request())
+
+    def publish(self, filed: KillRequest) -> Published:
+        self._call("publish")
+        return Published(filed, CardPost(error="not_in_channel"))
+
+    def approve(self, *args) -> Outcome:  # type: ignore[no-untyped-def]
+        self._call("approve")
+        return Outcome(True, "recorded", request(State.APPROVED))
+
+    def carry_out(self, decided: Outcome, actor: str) -> Outcome | None:
+        self._call("carry_out")
+        return Outcome(False, "Failed: DBbrain said <!channel>")
+
+    def stop(self, *args) -> Outcome:  # type: ignore[no-untyped-def]
+        self._call("stop")
+        return Outcome(True, "stopped")
+
+
+class Background:
+    def __init__(self, full: bool = False) -> None:
+        self.full = full
+
+    def submit(self, job, on_failure, name: str) -> bool:  # type: ignore[no-untyped-def]
+        if self.full:
+            return False
+        try:
+            job()
+        except Exception as exc:
+            on_failure(exc)
+        return True
 
 
 class Notifier:
     def __init__(self) -> None:
-        self.told: list[tuple[str, str, str, str | None]] = []
+        self.told: list[str] = []
 
     def tell(self, channel_id: str, user_id: str, text: str, response_url=None) -> None:  # type: ignore[no-untyped-def]
-        self.told.append((channel_id, user_id, text, response_url))
+        self.told.append(text)
 
 
-def handlers(takes: bool) -> tuple[Handlers, Channel, Notifier]:
-    service = SimpleNamespace(
-        policy=SimpleNamespace(protected_users=frozenset()),
-        precheck=lambda *args: Decision(True, "ok"),
-    )
-    channel, notifier = Channel(takes), Notifier()
-    return Handlers(service, notifier, channel), channel, notifier  # type: ignore[arg-type]
+class Ack:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.calls: list[dict] = []
+
+    def __call__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.calls.append(kwargs)
+        self.service.calls.append("ack")
 
 
-def command_body(text: str) -> dict:
-    return {
-        "user_id": "U1",
-        "channel_id": "C1",
-        "text": text,
-        "trigger_id": "1.2",
-        "response_url": "http://127.0.0.1:9/hook",
-    }
+def setup(full: bool = False, **fail: Exception) -> tuple[Handlers, Service, Notifier, Ack]:
+    service, notifier = Service(fail=fail), Notifier()
+    handlers = Handlers(service, notifier, Background(full))  # type: ignore[arg-type]
+    return handlers, service, notifier, Ack(service)
+
+
+def command(text: str) -> dict:
+    return {"user_id": "U1", "channel_id": "C1", "text": text, "trigger_id": "1.2"}
+
+
+def click(action_id: str, value: str = "7", message_ts: str | None = "1.2") -> tuple[dict, dict]:
+    body = {"user": {"id": "U2"}, "channel": {"id": "C1"}}
+    if message_ts is not None:
+        body["container"] = {"message_ts": message_ts}
+    return body, {"action_id": action_id, "value": value}
+
+
+def test_a_filing_is_stored_before_the_ack_and_its_card_comes_after() -> None:
+    handlers, service, notifier, ack = setup()
+    handlers.command(ack, command("cdb-12345678 duration=10m user=app"), client=None)  # type: ignore[arg-type]
+    assert service.calls == ["file", "ack", "publish"]
+    assert ack.calls == [{"response_type": "ephemeral", "text": "Request #7 is filed."}]
+    # the card could not be posted: the requester learns what to fix
+    assert "/invite @killtask" in notifier.told[0]
+
+
+def test_a_database_outage_before_the_ack_is_said_in_the_ack() -> None:
+    handlers, service, _, ack = setup(file=StoreError("the database did not answer (x)"))
+    handlers.command(ack, command("cdb-12345678 duration=10m user=app"), client=None)  # type: ignore[arg-type]
+    assert service.calls == ["file", "ack"]
+    assert "database did not answer" in ack.calls[0]["text"]
+    assert "was not filed" in ack.calls[0]["text"]
+
+
+def test_a_failure_after_the_ack_is_told_with_what_was_not_done() -> None:
+    handlers, service, notifier, ack = setup(publish=TimeoutError())
+    handlers.command(ack, command("cdb-12345678 duration=10m user=app"), client=None)  # type: ignore[arg-type]
+    assert service.calls == ["file", "ack", "publish"]
+    assert notifier.told == [
+        messages.after_ack_failed(
+            "file", 7, "an unexpected TimeoutError; the bot's log has the details"
+        )
+    ]
+    assert "filed and kept safe" in notifier.told[0]
+
+
+def test_a_full_pool_says_busy_at_once() -> None:
+    handlers, service, notifier, ack = setup(full=True)
+    body, action = click("stop")
+    handlers.button(ack, body, action)
+    assert notifier.told == [BUSY]
+    assert "stop" not in service.calls
+
+
+def test_an_approval_is_decided_before_the_ack_and_carried_out_after() -> None:
+    handlers, service, notifier, ack = setup()
+    body, action = click("approve")
+    handlers.button(ack, body, action)
+    assert service.calls == ["approve", "ack", "carry_out"]
+    # what went wrong later is told, escaped
+    assert notifier.told == ["Failed: DBbrain said &lt;!channel&gt;"]
+
+
+def test_an_approval_the_database_did_not_take_is_said_so() -> None:
+    handlers, service, notifier, ack = setup(approve=StoreError("the database did not answer"))
+    body, action = click("approve")
+    handlers.button(ack, body, action)
+    assert service.calls == ["approve", "ack"]
+    assert "your approval was not recorded" in notifier.told[0]
+
+
+@pytest.mark.parametrize("value", ["1 OR 1=1", "9" * 40, "", "-1"])
+def test_a_button_value_that_is_not_a_request_number_is_refused(value: str) -> None:
+    handlers, service, notifier, ack = setup()
+    body, action = click("approve", value)
+    handlers.button(ack, body, action)
+    assert service.calls == ["ack"]
+    assert notifier.told == [messages.NOT_THIS_CHANNELS]
+
+
+def test_a_click_that_names_no_card_is_refused() -> None:
+    handlers, service, notifier, ack = setup()
+    body, action = click("approve", message_ts=None)
+    handlers.button(ack, body, action)
+    assert service.calls == ["ack"]
+    assert notifier.told == [messages.NOT_FROM_A_CARD]
+
+
+def test_a_very_long_command_is_refused_before_it_is_read() -> None:
+    handlers, service, _, ack = setup()
+    handlers.command(ack, command("cdb-12345678 reason=" + "x" * 5000), client=None)  # type: ignore[arg-type]
+    assert service.calls == ["ack"]
+    assert "at most 4,000" in ack.calls[0]["text"]
 
 
 @pytest.mark.parametrize(
-    ("text", "kind"),
-    [
-        ("cdb-12345678 duration=10m user=app", File),
-        ("list", ListOpen),
-        ("stop cdb-12345678", StopInstance),
-        ("preview cdb-12345678 user=app", ShowPreview),
-    ],
+    "metadata",
+    ['{"channel_id": {"a": 1}}', '{"channel_id": ["C1"]}', '{"channel_id": "<!channel>"}', "[]"],
 )
-def test_a_command_is_acked_and_its_job_handed_over(text: str, kind: type) -> None:
-    handler, channel, _ = handlers(takes=True)
-    ack = Ack()
-    handler.command(ack, command_body(text), client=None)  # type: ignore[arg-type]
-    assert ack.calls == [{}]
-    [job] = channel.jobs
-    assert isinstance(job, kind) and job.user_id == "U1" and job.channel_id == "C1"
-
-
-def test_the_filed_job_carries_what_was_typed() -> None:
-    handler, channel, _ = handlers(takes=True)
-    handler.command(
-        Ack(), command_body("cdb-12345678 duration=10m user=app reason=storm --break-glass"), None
-    )  # type: ignore[arg-type]
-    [job] = channel.jobs
-    assert job.spec.user == "app" and job.spec.duration == 600 and job.break_glass
-    assert job.source_key == "cmd:1.2"
-
-
-def test_a_command_the_work_process_cannot_take_is_explained_at_once() -> None:
-    handler, _, notifier = handlers(takes=False)
-    ack = Ack()
-    handler.command(ack, command_body("cdb-12345678 duration=10m user=app"), None)  # type: ignore[arg-type]
-    assert ack.calls == [{}]
-    assert notifier.told == [("C1", "U1", UNAVAILABLE, "http://127.0.0.1:9/hook")]
-    assert "nothing was done" in UNAVAILABLE and "Try again" in UNAVAILABLE
-
-
-def test_a_command_with_a_mistake_is_answered_in_the_ack_and_hands_nothing_over() -> None:
-    handler, channel, notifier = handlers(takes=True)
-    ack = Ack()
-    handler.command(ack, command_body("cdb-12345678 duration=soon user=app"), None)  # type: ignore[arg-type]
-    [call] = ack.calls
-    assert call["response_type"] == "ephemeral" and "duration" in call["text"]
-    assert channel.jobs == [] and notifier.told == []
-
-
-def test_a_click_the_work_process_cannot_take_is_acked_and_explained() -> None:
-    handler, _, notifier = handlers(takes=False)
-    ack = Ack()
-    body = {
-        "user": {"id": "U2"},
-        "channel": {"id": "C1"},
-        "container": {"message_ts": "1.1"},
-        "response_url": "http://127.0.0.1:9/hook",
-    }
-    handler.button(ack, body, {"action_id": "approve", "value": "7"})
-    assert ack.calls == [{}]  # a click's ack cannot carry text; the reply follows at once
-    assert notifier.told == [("C1", "U2", UNAVAILABLE, "http://127.0.0.1:9/hook")]
-
-
-def test_a_click_handed_over_names_the_request_and_card() -> None:
-    handler, channel, notifier = handlers(takes=True)
-    body = {"user": {"id": "U2"}, "channel": {"id": "C1"}, "container": {"message_ts": "1.1"}}
-    handler.button(Ack(), body, {"action_id": "stop", "value": "7"})
-    assert channel.jobs == [Click("stop", "U2", "C1", 7, "1.1", None)]
-    assert notifier.told == []
-
-
-def test_a_form_the_work_process_cannot_take_stays_open_with_the_reason() -> None:
-    handler, _, _ = handlers(takes=False)
-    ack = Ack()
-    duration = DURATION_CHOICES[0][0]
-    values = {
-        "instance_id": {"value": {"type": "plain_text_input", "value": "cdb-12345678"}},
-        "duration": {"value": {"type": "static_select", "selected_option": {"value": duration}}},
-        "user": {"value": {"type": "plain_text_input", "value": "app"}},
-    }
-    view = {"id": "V1", "private_metadata": '{"channel_id": "C1"}', "state": {"values": values}}
-    handler.modal_submitted(ack, {"user": {"id": "U1"}}, view)
-    assert ack.calls == [
-        {"response_action": "errors", "errors": {"instance_id": UNAVAILABLE[:150]}}
-    ]
-
-
-def test_a_form_handed_over_closes() -> None:
-    handler, channel, _ = handlers(takes=True)
-    ack = Ack()
-    values = {
-        "instance_id": {"value": {"type": "plain_text_input", "value": "cdb-12345678"}},
-        "duration": {"value": {"type": "static_select", "selected_option": {"value": "600"}}},
-        "user": {"value": {"type": "plain_text_input", "value": "app"}},
-    }
-    view = {"id": "V1", "private_metadata": '{"channel_id": "C1"}', "state": {"values": values}}
-    handler.modal_submitted(ack, {"user": {"id": "U1"}}, view)
-    assert ack.calls == [{}]
-    [job] = channel.jobs
-    assert job.source_key == "view:V1" and job.spec.instance_id == "cdb-12345678"
+def test_a_form_from_nowhere_is_refused(metadata: str) -> None:
+    handlers, service, _, ack = setup()
+    view = {"private_metadata": metadata, "state": {"values": {}}, "id": "V1"}
+    handlers.modal_submitted(ack, {"user": {"id": "U1"}}, view)
+    assert service.calls == ["ack"]
+    assert ack.calls[0]["response_action"] == "errors"

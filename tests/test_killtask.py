@@ -7,6 +7,7 @@ import json
 import pytest
 
 from bot.killtask import (
+    KILLABLE_COMMANDS,
     MAX_INFO,
     MAX_REASON,
     UNTIL_STOPPED,
@@ -469,14 +470,27 @@ def test_cloud_params_leave_out_absent_filters() -> None:
     }
 
 
+EVERY_COMMAND = ",".join(sorted(KILLABLE_COMMANDS))
+ALL_BUT_SLEEP = ",".join(sorted(KILLABLE_COMMANDS - {"Sleep"}))
+
+
 @pytest.mark.parametrize(
     ("filters", "why"),
     [
         ("", "no filter"),
         ("reason=because", "no filter"),
-        ("info=SEL", "shorter than 4 characters"),
-        ("info=SEL user=app", "shorter than 4 characters"),
-        ("time=0", "session time under 1 s"),
+        ("info=SEL", "fewer than 4 characters other than the wildcards % and _"),
+        ("info=SEL user=app", "fewer than 4 characters"),
+        ("info=%%%%", "fewer than 4 characters"),
+        ("info=S%%%_", "fewer than 4 characters"),
+        ("info='%S_E%L%' db=orders", "fewer than 4 characters"),
+        ("time=0", "its only filter is a session time under 60 s"),
+        ("time=1", "session time under 60 s"),
+        ("time=59", "session time under 60 s"),
+        ("time=59s", "session time under 60 s"),
+        (f"command='{EVERY_COMMAND}'", "names every command that may be killed"),
+        (f"command='{EVERY_COMMAND.upper()}' time=30", "names every command that may be killed"),
+        (f"command='{EVERY_COMMAND}' time=1h", "names every command that may be killed"),
     ],
 )
 def test_broad_specs(filters: str, why: str) -> None:
@@ -486,10 +500,34 @@ def test_broad_specs(filters: str, why: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "filters", ["user=app", "info=SELE", "time=1", "time=0 user=app", "command=Sleep", "db=orders"]
+    "filters",
+    [
+        "user=app",
+        "info=SELE",
+        "info=SELE%",
+        "info='S_L_E_C'",
+        "time=60",
+        "time=1m",
+        "time=1 user=app",
+        "time=0 user=app",
+        "time=1 command=Query",
+        "time=0 db=orders",
+        "command=Sleep",
+        f"command='{ALL_BUT_SLEEP}'",
+        f"command='{EVERY_COMMAND}' user=app",
+        f"command='{EVERY_COMMAND}' db=orders time=1",
+        "db=orders",
+    ],
 )
 def test_narrow_specs(filters: str) -> None:
     assert broad_reason(spec_of(f"cdb-abc12345 duration=1h {filters}")) is None
+
+
+def test_only_the_statement_prefix_reason_names_the_prefix() -> None:
+    # The service marks the modal's info field when the reason mentions the prefix.
+    wide = ["", "info=SEL", "time=5", f"command='{EVERY_COMMAND}'"]
+    reasons = [broad_reason(spec_of(f"cdb-abc12345 duration=1h {f}")) or "" for f in wide]
+    assert ["prefix" in reason for reason in reasons] == [False, True, False, False]
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,8 @@ from bot.killtask import (
     LINE_KEYS,
     MAX_DURATION,
     MAX_TIME,
+    MIN_INFO,
+    MIN_TIME_ALONE,
     MYSQL_COMMANDS,
     PRODUCTS,
     PROTECTED_COMMANDS,
@@ -25,6 +27,7 @@ from bot.killtask import (
     UNTIL_STOPPED,
     KillTaskSpec,
     SpecError,
+    broad_reason,
     build_spec,
     describe_filters,
     split_line,
@@ -349,3 +352,61 @@ def test_valid_values_round_trip_through_the_modal(values: dict, data) -> None:
     }
     spec = build_spec(fields, POLICY_PROTECTED)
     assert_card_matches_what_is_sent(spec, values)
+
+
+# ---------------------------------------------------------------- what needs kill_all
+
+
+def spec_from_line(filters: str) -> KillTaskSpec:
+    line = split_line(slack_escape(f"cdb-abc12345 duration=1h {filters}"))
+    return build_spec(line.fields, POLICY_PROTECTED)
+
+
+@PROPERTY
+@given(times)
+def test_a_session_time_alone_is_broad_below_a_minute(seconds: int) -> None:
+    reason = broad_reason(spec_from_line(f"time={seconds}"))
+    assert (reason is not None) == (seconds < MIN_TIME_ALONE)
+
+
+@PROPERTY
+@given(st.permutations(KILLABLE_COMMANDS), st.none() | times, st.data())
+def test_every_killable_command_is_broad_however_typed(order, seconds, data) -> None:
+    typed = [data.draw(st.sampled_from(cases(c))) for c in order]
+    typed += data.draw(st.lists(st.sampled_from(typed), max_size=3))  # repeats change nothing
+    time_filter = "" if seconds is None else f"time={seconds}"
+    reason = broad_reason(spec_from_line(f"command={shlex.quote(','.join(typed))} {time_filter}"))
+    assert reason is not None and "every command" in reason
+
+
+@PROPERTY
+@given(st.lists(st.sampled_from(KILLABLE_COMMANDS), min_size=1, unique=True), times)
+def test_a_command_list_short_of_every_command_is_narrow(chosen, seconds) -> None:
+    spec = spec_from_line(f"command={shlex.quote(','.join(chosen))} time={seconds}")
+    assert (broad_reason(spec) is None) == (set(chosen) != set(KILLABLE_COMMANDS))
+
+
+literal_chars = st.characters(
+    exclude_categories=("Cc", "Cf", "Cs", "Z"), exclude_characters="%_\"'“”„‘’\\"
+)
+wildcards = st.text("%_", max_size=3)
+
+
+@PROPERTY
+@given(st.text(literal_chars, min_size=1, max_size=8), st.data())
+def test_wildcards_never_count_towards_a_statement_prefix(literal: str, data) -> None:
+    info = "".join(data.draw(wildcards) + ch for ch in literal) + data.draw(wildcards)
+    reason = broad_reason(spec_from_line(f"user=app info={shlex.quote(info)}"))
+    assert (reason is not None) == (len(literal) < MIN_INFO)
+    assert reason is None or "statement prefix" in reason
+
+
+@PROPERTY
+@given(valid_values())
+def test_a_narrowing_filter_leaves_only_the_prefix_rule(values: dict) -> None:
+    spec = KillTaskSpec(**{**values, "user": values["user"] or "app"})
+    reason = broad_reason(spec)
+    if spec.info is None or len(spec.info.replace("%", "").replace("_", "")) >= MIN_INFO:
+        assert reason is None
+    else:
+        assert reason is not None and "statement prefix" in reason

@@ -138,7 +138,7 @@ def test_role_errors_name_the_field(tmp_path: Path, settings: dict, message: str
         ),
         (
             GOOD.replace("expires_after_minutes: 30", "expires_after_minutes: 0"),
-            "approval.expires_after_minutes: must be a whole number from 1 to 1440",
+            "approval.expires_after_minutes: must be a number of minutes above 0",
         ),
         (
             GOOD.replace("required: 1", "required: 1\n  quorum: 2"),
@@ -405,3 +405,25 @@ def test_authorization_matrix(
     else:
         assert not decision.allowed, f"{who} may not {verb} here"
         assert expected_rule in decision.reason
+
+
+@pytest.mark.parametrize("minutes", [0.05, 0.5, 1, 1440])
+def test_expiry_takes_fractions_of_a_minute(minutes: float) -> None:
+    policy = parse_policy(
+        {
+            "approval": {"expires_after_minutes": minutes},
+            "roles": {"r": {"members": ["U0A"], "allow": ["request"]}},
+        }
+    )
+    assert policy.approval.expires_after_minutes == minutes
+
+
+@pytest.mark.parametrize("minutes", [0, -1, 1441, float("nan"), float("inf"), True, "5"])
+def test_expiry_refuses_what_is_not_a_duration(minutes: object) -> None:
+    with pytest.raises(PolicyError, match="expires_after_minutes"):
+        parse_policy(
+            {
+                "approval": {"expires_after_minutes": minutes},
+                "roles": {"r": {"members": ["U0A"], "allow": ["request"]}},
+            }
+        )

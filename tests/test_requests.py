@@ -43,7 +43,8 @@ def test_every_state_has_an_entry() -> None:
 
 def test_the_moves() -> None:
     assert {
-        State.PENDING: {State.STARTING, State.REJECTED, State.EXPIRED},
+        State.PENDING: {State.APPROVED, State.REJECTED, State.EXPIRED},
+        State.APPROVED: {State.STARTING},
         State.STARTING: {State.RUNNING, State.FAILED, State.UNKNOWN},
         State.RUNNING: {State.STOPPED, State.FINISHED},
         State.UNKNOWN: {State.STOPPED},
@@ -71,7 +72,8 @@ def test_no_state_moves_to_itself_or_back_to_pending() -> None:
     ("target", "sources"),
     [
         (State.PENDING, set()),
-        (State.STARTING, {State.PENDING}),  # CreateKillTask is sent once, from pending only
+        (State.APPROVED, {State.PENDING}),
+        (State.STARTING, {State.APPROVED}),  # CreateKillTask is sent once, after one claim
         (State.REJECTED, {State.PENDING}),
         (State.EXPIRED, {State.PENDING}),
         (State.RUNNING, {State.STARTING}),

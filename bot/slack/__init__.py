@@ -1,15 +1,2 @@
-"""The whole Slack surface at a glance: every command, button and view the bot answers."""
-
-from __future__ import annotations
-
-from slack_bolt import App
-
-from bot.slack.blocks import MODAL_CALLBACK
-from bot.slack.handlers import Handlers
-
-
-def register(app: App, handlers: Handlers) -> None:
-    app.command("/killtask")(handlers.command)
-    app.view(MODAL_CALLBACK)(handlers.modal_submitted)
-    for action_id in ("approve", "reject", "stop", "refresh_preview"):
-        app.action(action_id)(handlers.button)
+"""The Slack layer: routes (every command, button and view), handlers, the Block Kit builders
+and the renderer of every other text. Importing the builders loads neither Bolt nor SQLAlchemy."""

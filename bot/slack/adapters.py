@@ -1,40 +1,85 @@
-"""The Slack side of the service's ports: showing cards and replies, and reading user groups."""
+"""The Slack side of the service's ports: showing cards and replies, and reading user groups.
+
+Slack failures never raise out of here: a decision is already stored when Slack is asked to
+show it, and the clock catches a card up later. Whatever the failure (an error answer, a
+timeout, a dropped connection), it is logged, counted, and turned into data the caller reads.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
+from bot import metrics
+from bot.outcomes import Announcement, CardPost
 from bot.requests import KillRequest
-from bot.slack import blocks
+from bot.slack import blocks, messages
 
 log = logging.getLogger(__name__)
 
+CARD_EVENT = "killtask_card"  # the metadata event type that marks a message as a request's card
+SLACK_HOOK_HOSTS = ("hooks.slack.com", "hooks.slack-gov.com")
+HISTORY_PAGES = 5  # how far back to look for a card whose post went unanswered
+
 
 class SlackNotifier:
-    """Posts and updates request cards. Slack failures are logged, never raised: the decision
-    is already stored, and the card catches up on the next tick."""
-
-    def __init__(self, client: WebClient, approvals_required: int = 1):
+    def __init__(self, client: WebClient, approvals_required=lambda: 1, api_url: str = ""):  # type: ignore[no-untyped-def]
         self.client = client
-        self.approvals_required = approvals_required
+        self.approvals_required = approvals_required  # read per card: the policy may reload
+        # response_url is taken from the request; only Slack's own hosts (or the API's, in
+        # tests and rehearsals) may receive what the bot says through it.
+        self.hook_hosts = {*SLACK_HOOK_HOSTS, urlsplit(api_url).hostname or "slack.com"}
 
-    def post_card(self, request: KillRequest) -> str | None:
+    def _blocks(self, request: KillRequest) -> list[dict]:
+        return blocks.card(request, self.approvals_required())
+
+    def post_card(self, request: KillRequest) -> CardPost:
         try:
             response = self.client.chat_postMessage(
                 channel=request.channel_id,
                 text=blocks.card_text(request),
-                blocks=blocks.card(request, self.approvals_required),
+                blocks=self._blocks(request),
+                metadata={"event_type": CARD_EVENT, "event_payload": {"request": request.id}},
             )
-        except SlackClientError as exc:
-            log.warning("card_post_failed request=%s error=%s", request.id, _why(exc))
-            return None
-        return response.get("ts")
+        except SlackApiError as exc:
+            error = _error_code(exc)
+            _failed("chat.postMessage", request, error)
+            # A 5xx may come after Slack stored the message: look before posting again.
+            return CardPost(error=error, unknown=exc.response.status_code >= 500)
+        except Exception as exc:  # a timeout or a dropped connection: it may have landed
+            _failed("chat.postMessage", request, type(exc).__name__)
+            return CardPost(error=type(exc).__name__, unknown=True)
+        return CardPost(ts=response.get("ts"))
+
+    def find_card(self, request: KillRequest) -> CardPost:
+        """Look for the request's card among the channel's messages since it was filed."""
+        cursor = None
+        try:
+            for _ in range(HISTORY_PAGES):
+                page = self.client.conversations_history(
+                    channel=request.channel_id, oldest=f"{request.created_at - 60:.6f}",
+                    include_all_metadata=True, limit=200, cursor=cursor,
+                )  # fmt: skip
+                for message in page.get("messages") or []:
+                    meta = message.get("metadata") or {}
+                    payload = meta.get("event_payload") or {}
+                    if (
+                        meta.get("event_type") == CARD_EVENT
+                        and payload.get("request") == request.id
+                    ):
+                        return CardPost(ts=message.get("ts"))
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not page.get("has_more") or not cursor:
+                    return CardPost()
+        except Exception as exc:
+            _failed("conversations.history", request, _reason(exc))
+        return CardPost(unknown=True)
 
     def update_card(self, request: KillRequest) -> bool:
         try:
@@ -42,52 +87,80 @@ class SlackNotifier:
                 channel=request.channel_id,
                 ts=request.message_ts,
                 text=blocks.card_text(request),
-                blocks=blocks.card(request, self.approvals_required),
+                blocks=self._blocks(request),
             )
-        except SlackClientError as exc:
-            log.warning("card_update_failed request=%s error=%s", request.id, _why(exc))
+        except Exception as exc:
+            _failed("chat.update", request, _reason(exc))
             return False
         return True
 
-    def thread_reply(self, request: KillRequest, text: str) -> None:
+    def announce(self, request: KillRequest, news: Announcement) -> None:
         try:
             self.client.chat_postMessage(
-                channel=request.channel_id, thread_ts=request.message_ts, text=text
+                channel=request.channel_id,
+                thread_ts=request.message_ts,
+                text=messages.announcement(request, news),
             )
-        except SlackClientError as exc:
-            log.warning("thread_reply_failed request=%s error=%s", request.id, _why(exc))
+        except Exception as exc:
+            _failed("chat.postMessage", request, _reason(exc))
 
     def tell(
         self, channel_id: str, user_id: str, text: str, response_url: str | None = None
     ) -> None:
-        """An ephemeral reply; through response_url when the bot cannot post in the channel."""
+        """A private reply: ephemeral in the channel, else through the command's response_url
+        (which works where the bot is not a member), else a direct message."""
         try:
             self.client.chat_postEphemeral(channel=channel_id, user=user_id, text=text)
             return
-        except SlackClientError as exc:
-            log.info("ephemeral_failed channel=%s error=%s", channel_id, _why(exc))
-        if response_url:
+        except Exception as exc:
+            metrics.slack_error("chat.postEphemeral")
+            log.info("ephemeral_failed channel=%s error=%s", channel_id, _reason(exc))
+        if response_url and self._is_slack_hook(response_url):
             try:
                 WebhookClient(response_url, timeout=5).send(
                     text=text, response_type="ephemeral", replace_original=False
                 )
+                return
             except Exception as exc:
+                metrics.slack_error("response_url")
                 log.warning("response_url_failed error=%s", type(exc).__name__)
+        try:
+            self.client.chat_postMessage(channel=user_id, text=text)
+        except Exception as exc:
+            metrics.slack_error("chat.postMessage")
+            log.warning("direct_message_failed user=%s error=%s", user_id, _reason(exc))
+
+    def _is_slack_hook(self, url: str) -> bool:
+        parts = urlsplit(url)
+        return parts.scheme in ("https", "http") and parts.hostname in self.hook_hosts
 
 
 class SlackMembership:
-    """User-group membership from usergroups.users.list, cached briefly. A lookup that fails
-    counts as 'not a member': the policy denies by default."""
+    """User-group membership from usergroups.users.list, cached for a minute.
 
-    def __init__(self, client: WebClient, ttl: float = 60.0, clock=time.monotonic):  # type: ignore[no-untyped-def]
+    When Slack cannot be asked, an answer cached less than `stale_limit` ago still counts
+    (locking everyone out mid-incident helps nobody); older than that, the person counts as
+    not a member, and `unanswered` tells the refusal why."""
+
+    def __init__(  # type: ignore[no-untyped-def]
+        self, client: WebClient, ttl: float = 60.0, stale_limit: float = 600.0,
+        clock=time.monotonic,
+    ):  # fmt: skip
         self.client = client
         self.ttl = ttl
+        self.stale_limit = stale_limit
         self._clock = clock
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._unanswered: set[str] = set()
         self._lock = threading.Lock()
 
     def groups_of(self, user_id: str, groups: frozenset[str]) -> frozenset[str]:
         return frozenset(g for g in groups if user_id in self._members(g))
+
+    def unanswered(self, groups: frozenset[str]) -> frozenset[str]:
+        """The groups Slack could not be asked about, with no recent answer to fall back on."""
+        with self._lock:
+            return frozenset(groups & self._unanswered)
 
     def _members(self, group_id: str) -> frozenset[str]:
         now = self._clock()
@@ -98,17 +171,28 @@ class SlackMembership:
         try:
             response = self.client.usergroups_users_list(usergroup=group_id)
             members = frozenset(response.get("users") or [])
-        except SlackClientError as exc:
-            log.warning("usergroup_lookup_failed group=%s error=%s", group_id, _why(exc))
-            if cached:
-                return cached[1]  # a stale answer beats locking everyone out mid-incident
-            return frozenset()  # not cached: the next click asks Slack again
+        except Exception as exc:
+            metrics.slack_error("usergroups.users.list")
+            log.warning("usergroup_lookup_failed group=%s error=%s", group_id, _reason(exc))
+            if cached and now - cached[0] < self.stale_limit:
+                return cached[1]
+            with self._lock:
+                self._unanswered.add(group_id)
+            return frozenset()
         with self._lock:
             self._cache[group_id] = (now, members)
+            self._unanswered.discard(group_id)
         return members
 
 
-def _why(exc: Exception) -> str:
-    if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error") or exc.response.status_code)
-    return type(exc).__name__
+def _error_code(exc: SlackApiError) -> str:
+    return str(exc.response.get("error") or exc.response.status_code)
+
+
+def _reason(exc: Exception) -> str:
+    return _error_code(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
+
+
+def _failed(method: str, request: KillRequest, error: str) -> None:
+    metrics.slack_error(method)
+    log.warning("slack_call_failed method=%s request=%s error=%s", method, request.id, error)

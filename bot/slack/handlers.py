@@ -1,154 +1,269 @@
-"""Slack handlers: ack first, parse, call the service, render. Nothing here decides anything."""
+"""Slack handlers: parse, store what must survive, ack, then the slow rest after the ack.
+
+Nothing here decides anything. A filing or a decision is stored before the ack (the service's
+quick part), so a process that dies after the ack loses nothing a person was told about: the
+clock finishes it. The slow part runs on the in-process pool, and any exception there ends in
+a message to the person saying what was not done.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
 
 from slack_bolt import Ack
 from slack_sdk import WebClient
 
+from bot import metrics
+from bot.background import Background
 from bot.killtask import (
     SpecError,
     build_spec,
+    describe_filters,
     parse_instance_id,
     parse_product,
     parse_reason,
     split_line,
 )
+from bot.outcomes import Outcome
 from bot.service import KillTaskService
-from bot.slack import blocks
+from bot.slack import messages, modal
 from bot.slack.adapters import SlackNotifier
-from bot.slack.jobs import Click, File, Job, ListOpen, ShowPreview, StopInstance, encode
-from bot.work import WorkChannel
+from bot.store import StoreError
 
 log = logging.getLogger(__name__)
 
-
-UNAVAILABLE = (
-    "The bot could not take this just now: its work process is not answering (restarting, or "
-    "overloaded), so nothing was done. Try again in a few seconds; if it keeps happening, check "
-    "the bot's log."
+_REQUEST_NUMBER = re.compile(r"[0-9]{1,9}")
+BUSY = (
+    "The bot is too busy to take this right now, so nothing was done. Try again in a few seconds."
 )
 
 
-class Handlers:
-    """Each request is checked and acked, and its job handed to the work process: the slow part
-    (Slack, DBbrain, the database) runs there. A job the work process cannot take is never
-    silent: the person hears at once that nothing was done."""
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, StoreError):
+        return str(exc)
+    return f"an unexpected {type(exc).__name__}; the bot's log has the details"
 
-    def __init__(self, service: KillTaskService, notifier: SlackNotifier, channel: WorkChannel):
+
+class Handlers:
+    def __init__(self, service: KillTaskService, notifier: SlackNotifier, background: Background):
         self.service = service
         self.notifier = notifier
-        self.channel = channel
+        self.background = background
 
-    def _hand_over(self, job: Job) -> bool:
-        return self.channel.submit(encode(job))
+    # ------------------------------------------------------------ after the ack
 
-    def _hand_over_or_tell(self, job: Job) -> None:
-        """After the ack, without waiting: the job is queued for the work process, and if it
-        cannot be handed over the person is told so."""
-        self.channel.post(
-            encode(job),
-            lambda: self.notifier.tell(job.channel_id, job.user_id, UNAVAILABLE, job.response_url),
-        )
+    def _later(
+        self, kind: str, job: Callable[[], Outcome | None], tell: Callable[[str], None],
+        request_id: int | None = None, always: bool = False,
+    ) -> None:  # fmt: skip
+        """Run the slow part; the person hears of any problem (or of everything, `always`)."""
 
-    @property
-    def _protected(self) -> frozenset[str]:
-        return self.service.policy.protected_users
+        def run() -> None:
+            result = job()
+            if result is not None and (always or not result.ok) and result.message:
+                tell(messages.outcome(result))
+
+        def failed(exc: BaseException) -> None:
+            tell(messages.after_ack_failed(kind, request_id, _why(exc)))
+
+        if not self.background.submit(run, failed, kind):
+            tell(BUSY)
+
+    def _teller(self, body: dict, channel_id: str, user_id: str) -> Callable[[str], None]:
+        response_url = body.get("response_url")
+        return lambda text: self.notifier.tell(channel_id, user_id, text, response_url)
 
     # ------------------------------------------------------------ /killtask
 
     def command(self, ack: Ack, body: dict, client: WebClient) -> None:
+        ack = metrics.timed_ack(ack)
         user_id, channel_id = body["user_id"], body["channel_id"]
-        response_url = body.get("response_url")
+        text = body.get("text") or ""
+        if len(text) > messages.MAX_TEXT:
+            _reply(ack, messages.too_long(len(text)))
+            return
         try:
-            line = split_line(body.get("text") or "")
+            line = split_line(text)
         except SpecError as error:
-            _reply(ack, blocks.spec_error_text(error))
+            _reply(ack, messages.spec_error(error))
             return
+        tell = self._teller(body, channel_id, user_id)
         if line.verb == "help":
-            _reply(ack, blocks.help_text())
-            return
-        if line.verb == "modal":
+            _reply(ack, messages.help_text())
+        elif line.verb == "modal":
             ack()
-            client.views_open(trigger_id=body["trigger_id"], view=blocks.modal(channel_id))
-            return
-        job: Job
-        if line.verb == "list":
-            job = ListOpen(user_id, channel_id, response_url)
+            self._open_modal(client, body["trigger_id"], channel_id, tell)
+        elif line.verb == "list":
+            ack()
+            self._later("list", lambda: self._list(user_id, channel_id, tell), tell)
         elif line.verb == "stop":
-            try:
-                instance_id, product, reason = _stop_args(line.fields)
-            except SpecError as error:
-                _reply(ack, blocks.spec_error_text(error))
-                return
-            job = StopInstance(user_id, channel_id, instance_id, product, reason, response_url)
+            self._stop_instance(ack, line.fields, user_id, channel_id, tell)
         else:
-            fields = line.fields
-            if line.verb == "preview":  # a preview kills nothing, so it needs no duration
-                fields = {"duration": "until-stopped", **fields}
-            try:
-                spec = build_spec(fields, self._protected)
-            except SpecError as error:
-                _reply(ack, blocks.spec_error_text(error))
-                return
-            unknown_flags = line.flags - {"break-glass"}
-            if line.verb == "preview":
-                job = ShowPreview(user_id, channel_id, spec, response_url)
-            elif unknown_flags:
-                flag = sorted(unknown_flags)[0]
-                _reply(ack, f"Unknown option `--{flag}`; the only option is `--break-glass`.")
-                return
-            else:
-                trigger = body.get("trigger_id")
-                job = File(
-                    user_id, channel_id, spec, break_glass="break-glass" in line.flags,
-                    source_key=f"cmd:{trigger}" if trigger else None, response_url=response_url,
-                )  # fmt: skip
+            self._file_or_preview(ack, body, line, user_id, channel_id, tell)
+
+    def _open_modal(
+        self, client: WebClient, trigger_id: str, channel_id: str, tell: Callable[[str], None]
+    ) -> None:
+        try:
+            client.views_open(trigger_id=trigger_id, view=modal.modal(channel_id))
+        except Exception as exc:
+            log.warning("views_open_failed error=%s", type(exc).__name__)
+            tell("Slack did not open the form just now; type `/killtask` again in a moment.")
+
+    def _list(self, user_id: str, channel_id: str, tell: Callable[[str], None]) -> None:
+        found = self.service.open_requests(user_id, channel_id)
+        tell(messages.outcome(found) if isinstance(found, Outcome) else messages.list_text(found))
+
+    def _stop_instance(
+        self, ack: Ack, fields: dict[str, str], user_id: str, channel_id: str,
+        tell: Callable[[str], None],
+    ) -> None:  # fmt: skip
+        try:
+            instance_id, product, reason = _stop_args(fields)
+        except SpecError as error:
+            _reply(ack, messages.spec_error(error))
+            return
         ack()
-        self._hand_over_or_tell(job)
+        self._later(
+            "stop_instance",
+            lambda: self.service.stop_instance(user_id, channel_id, instance_id, product, reason),
+            tell, always=True,
+        )  # fmt: skip
+
+    def _file_or_preview(
+        self, ack: Ack, body: dict, line, user_id: str, channel_id: str,  # type: ignore[no-untyped-def]
+        tell: Callable[[str], None],
+    ) -> None:  # fmt: skip
+        fields = line.fields
+        if line.verb == "preview":  # a preview kills nothing, so it needs no duration
+            fields = {"duration": "until-stopped", **fields}
+        try:
+            spec = build_spec(fields, self.service.policy.protected_users)
+        except SpecError as error:
+            _reply(ack, messages.spec_error(error))
+            return
+        if line.verb == "preview":
+            ack()
+            job = lambda: tell(  # noqa: E731
+                messages.preview_reply(
+                    spec.instance_id, describe_filters(spec),
+                    self.service.preview(user_id, channel_id, spec),
+                )
+            )  # fmt: skip
+            self._later("preview", job, tell)
+            return
+        unknown_flags = line.flags - {"break-glass"}
+        if unknown_flags:
+            _reply(ack, messages.unknown_option(sorted(unknown_flags)[0]))
+            return
+        trigger = body.get("trigger_id")
+        try:
+            filed = self.service.file(
+                user_id, channel_id, spec, break_glass="break-glass" in line.flags,
+                source_key=f"cmd:{trigger}" if trigger else None,
+            )  # fmt: skip
+        except StoreError:
+            _reply(ack, messages.store_down("your request was not filed"))
+            return
+        _reply(ack, messages.outcome(filed))
+        if filed.ok and filed.request is not None:
+            self._publish_later(filed, tell)
+
+    def _publish_later(self, filed: Outcome, tell: Callable[[str], None]) -> None:
+        request = filed.request
+        assert request is not None
+
+        def publish() -> Outcome | None:
+            done = self.service.publish(request)
+            problem = messages.card_problem(done.request, done.card)
+            if problem:
+                tell(problem)
+            return done.started
+
+        self._later("file", publish, tell, request.id)
 
     # ------------------------------------------------------------ the modal
 
     def modal_submitted(self, ack: Ack, body: dict, view: dict) -> None:
+        ack = metrics.timed_ack(ack)
         user_id = body["user"]["id"]
-        channel_id = blocks.modal_channel(view.get("private_metadata", ""))
+        channel_id = modal.modal_channel(view.get("private_metadata", ""))
         if not channel_id:
             ack(response_action="errors", errors={"instance_id": "Open the form from a channel."})
             return
-        fields = blocks.modal_fields(view.get("state", {}).get("values", {}))
+        fields = modal.modal_fields(view.get("state", {}).get("values", {}))
         try:
-            spec = build_spec(fields, self._protected)
+            spec = build_spec(fields, self.service.policy.protected_users)
         except SpecError as error:
             ack(response_action="errors", errors=_field_errors(error.errors))
             return
-        # The policy is checked before closing the form, so a refusal lands on its field.
-        decision = self.service.precheck(user_id, channel_id, spec)
-        if not decision.allowed and decision.field:
-            ack(response_action="errors", errors={decision.field: decision.reason[:150]})
+        try:
+            filed = self.service.file(
+                user_id, channel_id, spec, source_key=f"view:{view.get('id')}"
+            )
+        except StoreError:
+            ack(
+                response_action="errors",
+                errors={"instance_id": messages.store_down("nothing was filed")[:150]},
+            )
             return
-        view_id = view.get("id") or ""
-        if self._hand_over(File(user_id, channel_id, spec, source_key=f"view:{view_id}")):
-            ack()
-        else:  # the form stays open with what they typed, so they can simply submit again
-            ack(response_action="errors", errors={"instance_id": UNAVAILABLE[:150]})
+        if not filed.ok and filed.field:  # the refusal lands on its field; the form stays open
+            ack(response_action="errors", errors={filed.field: filed.message[:150]})
+            return
+        ack()
+        tell = self._teller(body, channel_id, user_id)
+        tell(messages.outcome(filed))
+        if filed.ok and filed.request is not None:
+            self._publish_later(filed, tell)
 
     # ------------------------------------------------------------ buttons
 
     def button(self, ack: Ack, body: dict, action: dict) -> None:
-        # A click's ack cannot carry text, so everything but the ack happens after it.
+        ack = metrics.timed_ack(ack)
+        verb = action["action_id"]
         user_id = body["user"]["id"]
         channel_id = (body.get("channel") or {}).get("id") or ""
         message_ts = (body.get("container") or {}).get("message_ts")
-        try:
-            request_id = int(str(action.get("value", "")))
-        except ValueError:
-            request_id = -1
-        response_url = body.get("response_url")
+        value = str(action.get("value", ""))
+        tell = self._teller(body, channel_id, user_id)
+        if not _REQUEST_NUMBER.fullmatch(value):
+            ack()
+            tell(messages.NOT_THIS_CHANNELS)
+            return
+        if not isinstance(message_ts, str) or not message_ts:
+            ack()  # a real click always names the message its button is on
+            tell(messages.NOT_FROM_A_CARD)
+            return
+        request_id = int(value)
+        if verb in ("approve", "reject"):
+            self._decide(ack, verb, user_id, request_id, channel_id, message_ts, tell)
+            return
         ack()
-        self._hand_over_or_tell(
-            Click(action["action_id"], user_id, channel_id, request_id, message_ts, response_url)
+        use_case = self.service.stop if verb == "stop" else self.service.refresh_preview
+        self._later(
+            verb, lambda: use_case(user_id, request_id, channel_id, message_ts), tell, request_id
         )
+
+    def _decide(
+        self, ack: Ack, verb: str, user_id: str, request_id: int, channel_id: str,
+        message_ts: str, tell: Callable[[str], None],
+    ) -> None:  # fmt: skip
+        """Approve or reject: the decision is stored before the ack; the rest comes after."""
+        use_case = self.service.approve if verb == "approve" else self.service.reject
+        try:
+            decided = use_case(user_id, request_id, channel_id, message_ts)
+        except StoreError:
+            ack()
+            what = "your approval was not recorded" if verb == "approve" else "nothing was rejected"
+            tell(messages.store_down(what))
+            return
+        ack()
+        if not decided.ok:
+            tell(messages.outcome(decided))
+            return
+        self._later(verb, lambda: self.service.carry_out(decided, user_id), tell, request_id)
 
 
 def _reply(ack: Ack, text: str) -> None:

@@ -1,0 +1,71 @@
+"""Card sync: every request's card is rendered from its stored row, and caught up when Slack
+missed a change. One place decides when a card is posted, looked for, or updated."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Protocol
+
+from bot.killtask import KillTaskSpec
+from bot.outcomes import Announcement, CardPost
+from bot.preview import Preview
+from bot.requests import KillRequest, State
+from bot.store import Store
+
+
+class Notifier(Protocol):
+    """Shows requests to people; implemented by the Slack layer. Never raises."""
+
+    def post_card(self, request: KillRequest) -> CardPost: ...
+
+    def find_card(self, request: KillRequest) -> CardPost: ...
+
+    def update_card(self, request: KillRequest) -> bool: ...
+
+    def announce(self, request: KillRequest, announcement: Announcement) -> None: ...
+
+
+class Cards:
+    def __init__(
+        self, store: Store, notifier: Notifier, read_preview: Callable[[KillTaskSpec], Preview]
+    ):
+        self.store = store
+        self.notifier = notifier
+        self.read_preview = read_preview
+
+    def post(self, request: KillRequest) -> tuple[KillRequest, CardPost]:
+        card = self.notifier.post_card(request)
+        if card.ts:
+            self.store.set_message_ts(request.id, card.ts, request.card_rev)
+            request = replace(request, message_ts=card.ts)
+        return request, card
+
+    def post_missing(self, request: KillRequest) -> None:
+        """A card not known to be in Slack: find it, or post it now. An earlier try may have
+        landed without an answer (a timeout, or a process killed mid-call), and Slack keeps
+        no idempotency key for posts, so the channel is searched first (for the request
+        number in the card's metadata). When it cannot be searched, nothing is posted."""
+        found = self.notifier.find_card(request)
+        if found.unknown:
+            return  # the next tick looks again: never risk a second card
+        if found.ts:
+            request = self.store.adopt_message_ts(request.id, found.ts) or request
+            self.sync(request)
+        else:
+            request, _ = self.post(request)
+        if request.preview is None and request.state is State.PENDING:
+            self.refresh_preview(request)  # the filer died before reading it, too
+
+    def sync(self, request: KillRequest) -> None:
+        """Render the card from the stored row; remember the revision Slack accepted."""
+        if request.message_ts is None:
+            return
+        if self.notifier.update_card(request):
+            self.store.mark_card_synced(request.id, request.card_rev)
+
+    def refresh_preview(self, request: KillRequest) -> tuple[KillRequest, Preview]:
+        preview = self.read_preview(request.spec)
+        request = self.store.set_preview(request.id, preview.to_dict()) or request
+        self.sync(request)
+        return request, preview

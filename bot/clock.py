@@ -1,0 +1,144 @@
+"""The clock: what no click triggers. Expiry, finish, lost starts, and finishing what a dead
+process left after an ack (a card never posted, a preview never read, an approval never started).
+
+Every replica runs it; each step is a conditional move or a claim in the store, so running it
+everywhere at once still does each thing once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from bot.audit import SYSTEM, entry
+from bot.outcomes import Announcement, Happening
+from bot.requests import OPEN_STATES, State
+from bot.service import KillTaskService
+
+log = logging.getLogger(__name__)
+
+
+class Clock:
+    def __init__(
+        self,
+        service: KillTaskService,
+        *,
+        heartbeat_grace: float = 15.0,
+        starting_timeout: float = 120.0,
+        card_claim_timeout: float = 30.0,
+        on_counts: Callable[[dict[State, int]], None] | None = None,
+    ):
+        self.service = service
+        self.store = service.store
+        self.heartbeat_grace = heartbeat_grace  # a process silent this long is dead
+        # Longest a start can honestly take (every try timing out, and the backoff between).
+        self.starting_timeout = starting_timeout
+        # Longer than one card post can take (Slack's timeout plus retries): then another try.
+        self.card_claim_timeout = card_claim_timeout
+        self.on_counts = on_counts
+
+    def beat(self) -> None:
+        """Tell the other replicas this process is alive (its claims still stand)."""
+        self.store.heartbeat(self.service.process_id)
+
+    def tick(self) -> None:
+        now = self.service.clock()
+        for step in (
+            self._expire,
+            self._finish,
+            self._give_up_lost_starts,
+            self._start_orphaned_approvals,
+            self._read_missing_previews,
+            self._catch_up_cards,
+            self._post_missing_cards,
+            self._count,
+        ):
+            try:
+                step(now)
+            except Exception:  # one step failing must not stop the others
+                log.exception("clock_step_failed step=%s", step.__name__.strip("_"))
+
+    def _expire(self, now: float) -> None:
+        for request in self.store.due_to_expire(now):
+            moved = self.store.move(
+                request.id, State.EXPIRED, audit=[entry(request, SYSTEM, "expire", "expired")]
+            )
+            if moved is not None:
+                self.service.cards.sync(moved)
+                self.service.notifier.announce(moved, Announcement(Happening.EXPIRED))
+
+    def _finish(self, now: float) -> None:
+        for request in self.store.due_to_finish(now):
+            moved = self.store.move(
+                request.id, State.FINISHED, audit=[entry(request, SYSTEM, "finish", "finished")]
+            )
+            if moved is not None:
+                self.service.cards.sync(moved)
+                self.service.notifier.announce(moved, Announcement(Happening.FINISHED))
+
+    def _give_up_lost_starts(self, now: float) -> None:
+        for request in self.store.lost_starts(
+            stale_before=now - self.heartbeat_grace,
+            started_before=now - self.starting_timeout,
+        ):
+            self.service.starter.give_up(request)
+
+    def _start_orphaned_approvals(self, now: float) -> None:
+        """Approved, but the process that recorded the approval died before claiming it."""
+        for request in self.store.orphaned_approvals(
+            stale_before=now - self.heartbeat_grace,
+            decided_before=now - self.starting_timeout,
+        ):
+            log.info("starting_orphaned_approval request=%s", request.id)
+            self.service.starter.start(request)
+
+    def _read_missing_previews(self, now: float) -> None:
+        for request in self.store.missing_previews(stale_before=now - self.heartbeat_grace):
+            self.service.cards.refresh_preview(request)
+
+    def _catch_up_cards(self, _now: float) -> None:
+        for request in self.store.cards_behind():
+            self.service.cards.sync(request)
+
+    def _post_missing_cards(self, now: float) -> None:
+        claimed_before, stale_before = now - self.card_claim_timeout, now - self.heartbeat_grace
+        for request in self.store.unposted_cards(claimed_before, stale_before):
+            if self.store.claim_card_post(request.id, claimed_before, stale_before):
+                self.service.cards.post_missing(request)
+
+    def _count(self, _now: float) -> None:
+        if self.on_counts is not None:
+            self.on_counts(self.store.count_by_state(OPEN_STATES))
+
+
+class Ticker:
+    """Runs the clock every few seconds, with the heartbeat on a thread of its own: a slow
+    step (a start the clock took over) must not make this process look dead to the others."""
+
+    def __init__(self, clock: Clock, every: float):
+        self.clock = clock
+        self.every = every
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._loop, args=(clock.beat,), name="heartbeat", daemon=True),
+            threading.Thread(target=self._loop, args=(clock.tick,), name="clock", daemon=True),
+        ]
+
+    def start(self) -> None:
+        self.clock.beat()
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=10)
+
+    def _loop(self, work: Callable[[], None]) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                work()
+            except Exception:
+                log.exception("clock_failed work=%s", getattr(work, "__name__", "?"))

@@ -1,0 +1,17 @@
+"""The whole Slack surface at a glance: every command, button and view the bot answers."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.slack.handlers import Handlers
+from bot.slack.modal import MODAL_CALLBACK
+
+BUTTONS = ("approve", "reject", "stop", "refresh_preview")
+
+
+def register(app: App, handlers: Handlers) -> None:
+    app.command("/killtask")(handlers.command)
+    app.view(MODAL_CALLBACK)(handlers.modal_submitted)
+    for action_id in BUTTONS:
+        app.action(action_id)(handlers.button)

@@ -1,0 +1,125 @@
+"""Starting an approved request: CreateKillTask is sent once, and only once, per request.
+
+An approved request is claimed by one conditional UPDATE (approved -> starting) before the
+call; only the process that wins the claim sends it. A start cut off mid-call is never sent
+again: the clock marks it "outcome unknown" (`give_up`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bot.audit import SYSTEM, AuditEntry, entry
+from bot.cards import Cards
+from bot.cloud import Cloud, CloudError
+from bot.outcomes import Announcement, Happening, Outcome
+from bot.preview import Preview
+from bot.requests import KillRequest, State
+from bot.store import Store
+
+
+class Starter:
+    def __init__(
+        self, store: Store, cloud: Cloud, cards: Cards, clock: Callable[[], float], owner: str
+    ):
+        self.store = store
+        self.cloud = cloud
+        self.cards = cards
+        self.clock = clock
+        self.owner = owner  # this process, as recorded on the claim
+
+    def start(self, request: KillRequest, preview: Preview | None = None) -> Outcome:
+        """Claim the request and, if this call won, create the task. What the approvers
+        approved is read again first, unless it was just read."""
+        actor = request.decided_by or request.requester_id
+        if preview is None:
+            request, preview = self.cards.refresh_preview(request)
+        sending = entry(
+            request, actor, "create_kill_task", "sending", detail=str(request.spec.cloud_params())
+        )
+        claimed = self.store.claim_start(request.id, self.owner, sending)
+        if claimed is None:
+            return closed(self.store.get(request.id) or request)
+        self.cards.sync(claimed)
+        try:
+            result = self.cloud.create_kill_task(claimed.spec)
+        except CloudError as error:
+            return self._failed(claimed, actor, error)
+        started = self.clock()
+        running = self.store.move(
+            claimed.id, State.RUNNING, started_at=started,
+            ends_at=None if claimed.spec.until_stopped else started + claimed.spec.duration,
+            cloud_request_id=result.request_id,
+            audit=[
+                *failed_tries(claimed, actor, result.tries),
+                entry(claimed, actor, "create_kill_task", "running",
+                      cloud_request_id=result.request_id, detail=f"attempts={result.attempts}"),
+            ],
+        )  # fmt: skip
+        if running is None:  # the clock gave up on this start meanwhile: it says "unknown"
+            return closed(self.store.get(claimed.id) or claimed)
+        self.cards.sync(running)
+        self.cards.notifier.announce(
+            running,
+            Announcement(
+                Happening.STARTED, actor, preview=preview, cloud_request_id=result.request_id
+            ),
+        )
+        return Outcome(True, f"Kill task for request #{running.id} is running.", running)
+
+    def _failed(self, request: KillRequest, actor: str, error: CloudError) -> Outcome:
+        state = State.UNKNOWN if error.outcome_unknown else State.FAILED
+        moved = self.store.move(
+            request.id, state, error_code=error.code, error_message=error.explain(),
+            cloud_request_id=error.request_id,
+            audit=[
+                *failed_tries(request, actor, error.tries),
+                entry(request, actor, "create_kill_task", state.value,
+                      cloud_request_id=error.request_id,
+                      detail=f"{error.code}: {error.message} attempts={error.attempts}"),
+            ],
+        )  # fmt: skip
+        request = moved or self.store.get(request.id) or request
+        self._show_failure(request, actor, error)
+        title = "Outcome unknown" if state is State.UNKNOWN else "Failed"
+        return Outcome(False, f"{title}: {error.explain()}", request)
+
+    def give_up(self, request: KillRequest) -> None:
+        """A start whose process died mid-call: say so, and never send it again by itself."""
+        error = CloudError(
+            "Interrupted", "the bot stopped while CreateKillTask was in flight",
+            outcome_unknown=True,
+        )  # fmt: skip
+        moved = self.store.move(
+            request.id, State.UNKNOWN, error_code=error.code, error_message=error.explain(),
+            audit=[entry(request, SYSTEM, "create_kill_task", "unknown", detail=error.message)],
+        )  # fmt: skip
+        if moved is not None:
+            self._show_failure(moved, None, error)
+
+    def _show_failure(self, request: KillRequest, actor: str | None, error: CloudError) -> None:
+        self.cards.sync(request)
+        self.cards.notifier.announce(
+            request,
+            Announcement(
+                Happening.START_FAILED, actor, error=error.explain(),
+                outcome_unknown=error.outcome_unknown,
+            ),
+        )  # fmt: skip
+
+
+def closed(request: KillRequest) -> Outcome:
+    return Outcome(
+        False, f"Request #{request.id} is already {request.state.value}; nothing was changed.",
+        request,
+    )  # fmt: skip
+
+
+def failed_tries(request: KillRequest, actor: str, tries: tuple) -> list[AuditEntry]:
+    """Every try that did not succeed gets its own audit row, with DBbrain's RequestId."""
+    return [
+        entry(request, actor, "create_kill_task", f"try_{number}_failed",
+              cloud_request_id=cloud_request_id, detail=code)
+        for number, (code, cloud_request_id) in enumerate(tries, start=1)
+        if code != "ok"
+    ]  # fmt: skip

@@ -1,0 +1,102 @@
+"""DBbrain's side of the emulator: its instances, their sessions, and the kills under way.
+
+DbbrainEmulator is the CloudApiServer for service "dbbrain", version 2021-05-27; what each
+action does is in actions.py. The state it adds is what tests set up and read: which instances
+exist, where each one's sessions come from, and the kill tasks and prepared kills.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from standins.dbbrain.actions import ACTIONS
+from standins.dbbrain.calls import ApiError
+from standins.dbbrain.kills import KillTasks, PreparedKills, copy_task
+from standins.dbbrain.server import CloudApiServer
+from standins.sessions import Sessions, SimulatedSessions
+
+API_VERSION = "2021-05-27"
+SERVICE = "dbbrain"
+DEFAULT_KEYS = {"AKIDEMULATOR": "emulator-secret"}
+SQL_EXEC_TTL = 10.0  # seconds a KillMySqlThreads SqlExecId stays good, as DBbrain
+
+
+class DbbrainEmulator(CloudApiServer):
+    service = SERVICE
+    version = API_VERSION
+    actions = ACTIONS
+
+    def __init__(
+        self,
+        keys: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        instances: Iterable[str] | None = None,
+        backends: Mapping[str, Sessions] | None = None,
+        kill_interval: float = 1.0,
+    ) -> None:
+        super().__init__(DEFAULT_KEYS if keys is None else keys, host, port)
+        # With an allow-list, other instance ids get ResourceNotFound; by default any is accepted.
+        # Instances given a backend are configured, so they form (or join) the allow-list.
+        configured = None if instances is None and backends is None else set(instances or ())
+        self.instances = None if configured is None else configured | set(backends or ())
+        # Instances without a backend have no sessions (an empty process list).
+        self.backends: dict[str, Sessions] = dict(backends or {})
+        self.kill_interval = kill_interval
+        self.sql_exec_ttl = SQL_EXEC_TTL
+        self.kill_tasks = KillTasks(
+            self._cond,
+            backend_of=lambda instance_id: self.backends.get(instance_id),
+            interval=lambda: self.kill_interval,
+        )
+        self.prepared_kills = PreparedKills(self._cond)
+
+    def stop(self) -> None:
+        """Stop serving, end every kill task's thread and close the backends' connections."""
+        super().stop()
+        self.kill_tasks.stop_workers()
+        with self._cond:
+            backends = list(self.backends.values())
+        for backend in backends:
+            backend.close()
+
+    # --- set-up and observation for tests ---------------------------------------------------
+    def reset(self) -> None:
+        """Forget calls, scripts and tasks, ending their threads (backends, keys, delay stay)."""
+        self.kill_tasks.forget()
+        with self._cond:
+            super().reset()
+            self.prepared_kills.forget()
+
+    def set_process_list(self, instance_id: str, rows: Iterable[dict[str, Any]]) -> None:
+        """Give the instance simulated sessions (replacing its backend); killed rows vanish."""
+        self.set_backend(instance_id, SimulatedSessions(rows))
+
+    def set_backend(self, instance_id: str, backend: Sessions) -> None:
+        with self._cond:
+            old = self.backends.get(instance_id)
+            self.backends[instance_id] = backend
+            if self.instances is not None:
+                self.instances.add(instance_id)
+        if old is not None and old is not backend:
+            old.close()
+
+    def active_task(self, instance_id: str, product: str = "mysql") -> dict[str, Any] | None:
+        with self._cond:
+            task = self.kill_tasks.active(instance_id, product)
+            return copy_task(task) if task else None
+
+    @property
+    def tasks(self) -> list[dict[str, Any]]:
+        """Every task ever created, oldest first (copies); ``Killed`` lists its thread ids."""
+        return self.kill_tasks.all()
+
+    # --- for the actions --------------------------------------------------------------------
+    def backend_for(self, instance_id: str) -> Sessions | None:
+        """The instance's backend (None: no sessions); ResourceNotFound if not configured."""
+        with self._cond:
+            if self.instances is not None and instance_id not in self.instances:
+                raise ApiError("ResourceNotFound", f"Instance {instance_id} is not found.")
+            return self.backends.get(instance_id)
