@@ -81,8 +81,11 @@ def main() -> None:
         migrate_only()
         return
     if not (os.environ.get("SLACK_BOT_TOKEN") or os.environ.get("SLACK_APP_TOKEN")):
-        from rehearsal.main import main as rehearse  # no Slack at all: rehearse locally
-
+        try:
+            from rehearsal.main import main as rehearse  # no Slack at all: rehearse locally
+        except ImportError:  # an installed image carries the bot only
+            fail(["SLACK_BOT_TOKEN is not set: see .env.example for every setting."])
+            return
         sys.exit(rehearse(sys.argv[1:]))
     try:
         settings = load_settings()

@@ -119,6 +119,9 @@ def build_bot(settings: Settings, policy: Policy) -> Bot:
         # __main__ asked Slack once at start (auth.test); no need to ask again
         token_verification_enabled=False,
     )
+    # Bolt logs the whole body of a badly signed request; bot.slack.verify refuses those
+    # before Bolt sees them, and this keeps any that slip past out of the log too.
+    logging.getLogger("slack_bolt.RequestVerification").setLevel(logging.WARNING)
     background = Background(threads=AFTER_ACK_THREADS)
     register(app, Handlers(service, notifier, background))
     clock = Clock(

@@ -16,6 +16,7 @@ import threading
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
+from gunicorn.glogging import Logger as GunicornLogger
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.app import Bot, build_bot
@@ -46,6 +47,18 @@ class _Arbiter(Arbiter):
         self.kill_workers(signal.SIGHUP)
 
 
+class _Log(GunicornLogger):
+    """gunicorn's own lines go through the bot's logging: the same format (key=value or JSON)
+    and the same secret filter."""
+
+    def setup(self, cfg) -> None:  # type: ignore[no-untyped-def]
+        self.error_log.handlers = []
+        self.error_log.propagate = True
+        self.error_log.setLevel(logging.WARNING)
+        self.access_log.handlers = []
+        self.access_log.propagate = False
+
+
 class _Server(BaseApplication):
     def __init__(self, settings: Settings, policy: Policy):
         self.settings = settings
@@ -69,8 +82,7 @@ class _Server(BaseApplication):
             "graceful_timeout": 30,
             "keepalive": 5,
             "accesslog": None,
-            "errorlog": "-",
-            "loglevel": "warning",
+            "logger_class": _Log,
             "worker_exit": worker_exit,
         }
         for key, value in options.items():

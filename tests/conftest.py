@@ -161,6 +161,7 @@ def bot_env(
             "DATABASE_URL": f"sqlite:///{tmp / 'killtask.db'}",
             "HOST": "127.0.0.1",
             "PORT": str(free_port()),
+            "HEALTH_PORT": str(free_port()),  # Socket Mode's health listener
             "TICK_SECONDS": "0.2",
             "LOG_LEVEL": "INFO",
             "DOTENV_PATH": str(tmp / "no.env"),

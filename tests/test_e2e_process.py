@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
@@ -217,58 +216,3 @@ def test_crash_during_create_leaves_outcome_unknown_and_never_resends(
         driver.wait_card(card, "Stopped")
     finally:
         assert again.stop() == 0
-
-
-def work_process_of(bot: BotProcess) -> int:
-    """The pid of the bot's work process (`python -m bot work`), a child of the main process."""
-    assert bot.proc is not None
-    for task in Path(f"/proc/{bot.proc.pid}/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if b"work" in argv:
-                return int(pid)
-    raise AssertionError("the bot has no work process")
-
-
-def status_of(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return "gone, reaped: zombie no more"
-
-
-def test_a_work_process_that_dies_is_replaced_and_no_command_is_lost(
-    tmp_path: Path, slack: FakeSlack, dbbrain: DbbrainEmulator
-) -> None:
-    bot = start_bot(tmp_path, slack, dbbrain)
-    try:
-        driver = Driver(bot, slack, dbbrain)
-        first = work_process_of(bot)
-        os.kill(first, signal.SIGKILL)
-        # Gone for sure once the main process has seen it exit (a dying process can still
-        # take a job into its socket for a moment, and that job dies with it).
-        gone = time.monotonic() + 10
-        while "work_process_exited" not in bot.log() and time.monotonic() < gone:
-            time.sleep(0.01)
-        assert "work_process_exited" in bot.log()
-        # Sent while the work process is gone: the listener waits for its successor.
-        instance = new_instance()
-        driver.command(f"{instance} duration=10m user=app")
-        card = driver.card_posted(instance, timeout=15)
-        assert work_process_of(bot) != first
-        driver.click("approve", card, APPROVER)
-        driver.wait_card(card, "Running")
-    finally:
-        assert bot.stop() == 0
-
-
-def test_sigterm_lets_the_work_process_finish_and_leaves_nothing_behind(
-    tmp_path: Path, slack: FakeSlack, dbbrain: DbbrainEmulator
-) -> None:
-    bot = start_bot(tmp_path, slack, dbbrain)
-    work = work_process_of(bot)
-    assert bot.stop(signal.SIGTERM) == 0
-    assert (
-        not Path(f"/proc/{work}").exists() or "zombie" in Path(f"/proc/{work}/status").read_text()
-    )
-    assert "work_process_stopped" in bot.log()
