@@ -192,8 +192,13 @@ def view_submission_body(callback_id: str, values: dict[str, dict[str, Any]], **
 class SlackSender:
     """Posts signed requests to the bot's /slack/events endpoint, as Slack does."""
 
-    def __init__(self, base_url: str, signing_secret: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self, base_url: str, signing_secret: str, timeout: float = 10.0, hook_url: str | None = None
+    ) -> None:
         self.url = f"{base_url.rstrip('/')}/slack/events"
+        # Where the bot's response_url replies go (a stand-in's hook_url()); Slack's own
+        # hooks host otherwise, which a test must never reach.
+        self.hook_url = hook_url
         self.signing_secret = signing_secret
         self.timeout = timeout
         # Loopback only: never let *_proxy environment variables reroute us.
@@ -225,11 +230,13 @@ class SlackSender:
         return status, text, parsed
 
     def command(self, text: str, retry_num: int | None = None, **kw: Any) -> tuple[int, str, Any]:
+        kw.setdefault("response_url", self.hook_url)
         return self.post(command_body(text, **kw), retry_num=retry_num)
 
     def click(
         self, action_id: str, value: str, retry_num: int | None = None, **kw: Any
     ) -> tuple[int, str, Any]:
+        kw.setdefault("response_url", self.hook_url)
         return self.post(action_body(action_id, value, **kw), retry_num=retry_num)
 
     def submit_view(

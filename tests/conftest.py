@@ -178,7 +178,7 @@ def start_bot(
     env = bot_env(tmp, slack, dbbrain, policy, **extra)
     bot = BotProcess(env=env, log_path=tmp / "bot.log", port=int(env["PORT"]))
     bot.start()
-    bot.sender = SlackSender(bot.url, SIGNING_SECRET)
+    bot.sender = SlackSender(bot.url, SIGNING_SECRET, hook_url=slack.hook_url())
     return bot
 
 
