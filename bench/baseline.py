@@ -1,9 +1,10 @@
 """The baseline: a bare Bolt app whose /killtask and buttons only ack, on the bot's server stack.
 
-It runs through `bot.server` itself (the same gunicorn options: gthread, 1 worker, 16 threads,
-and the same WSGI adapter and routing), so the only difference from the bot is what the
-listeners do. Started by the benchmark as `python -m bench.baseline`; reads PORT, HOST,
-SLACK_SIGNING_SECRET and SLACK_API_URL (the fake Slack).
+It runs through `bot.server` itself (the same gunicorn options: gthread, 1 worker, 16 threads;
+the same signature check, WSGI adapter and routing, with /healthz and /readyz), so the only
+difference from the bot is what the listeners do. Started by the benchmark as
+`python -m bench.baseline`; reads PORT, HOST, SLACK_SIGNING_SECRET and SLACK_API_URL (the fake
+Slack).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from types import SimpleNamespace
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
+from bot.health import Readiness
 from bot.server import _Server, wsgi_app
 
 
@@ -41,8 +43,13 @@ def bare_app(signing_secret: str, slack_api_url: str) -> App:
 
 class _Baseline(_Server):
     def load(self):  # type: ignore[no-untyped-def]
-        app = bare_app(os.environ["SLACK_SIGNING_SECRET"], os.environ["SLACK_API_URL"])
-        return wsgi_app(app)
+        secret = os.environ["SLACK_SIGNING_SECRET"]
+        readiness = Readiness(ping=lambda: None)  # no database: always ready
+        readiness.start()
+        bare = SimpleNamespace(
+            app=bare_app(secret, os.environ["SLACK_API_URL"]), readiness=readiness
+        )
+        return wsgi_app(bare, secret)  # type: ignore[arg-type]
 
 
 def main() -> None:
