@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.killtask import KILLABLE_COMMANDS
 from standins.dbbrain import DbbrainEmulator
 from standins.slack_api import FakeSlack
 from tests.conftest import (
@@ -219,3 +220,44 @@ def test_replies_never_go_to_a_foreign_response_url(
             assert elsewhere.calls == []
         finally:
             assert bot.stop() == 0
+
+
+# ---------------------------------------------------------------- guardrails and limits
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        "time=1",
+        "time=59",
+        'info="%%%%"',
+        'info="S%_%"',
+        'command="' + ",".join(sorted(KILLABLE_COMMANDS)) + '"',
+    ],
+)
+def test_near_total_filters_need_kill_all(driver: Driver, filters: str) -> None:
+    body = driver.command(f"{new_instance()} duration=5m {filters}")
+    answer = json.loads(body)["text"]
+    assert "needs `kill_all`" in answer, answer
+
+
+def test_a_very_long_command_is_refused_at_once(driver: Driver) -> None:
+    answer = json.loads(driver.command(f"{new_instance()} duration=5m reason={'x' * 5000}"))
+    assert "at most 4,000" in answer["text"] and "Nothing was filed" in answer["text"]
+
+
+def test_when_slack_cannot_say_who_is_in_a_group_the_refusal_says_so(
+    tmp_path: Path, fresh_slack: FakeSlack, dbbrain: DbbrainEmulator
+) -> None:
+    bot = start_bot(tmp_path, fresh_slack, dbbrain)
+    try:
+        driver = Driver(bot, fresh_slack, dbbrain)
+        # Slack fails before the bot ever learnt who is in S0DBA: nothing to fall back on
+        fresh_slack.script("usergroups.users.list", *[{"status": 500}] * 6)
+        card = driver.file(new_instance())  # the requester is named in the policy directly
+        driver.click("approve", card, APPROVER)  # a dba only through the group S0DBA
+        told = driver.ephemeral_to(APPROVER, "Slack could not be asked")
+        assert "Not allowed" in told.args["text"]
+        assert driver.card_state(card) == "Waiting for approval"
+    finally:
+        assert bot.stop() == 0
