@@ -63,8 +63,9 @@ def bot_run(
     bot: BotProcess
     if kind == "command":
         bot = h.start_bot(db, "SQLite, restarted after SIGKILL")
-        h.run(bot, h.commands(warm), 5, "bot warm-up")
-        h.settle("command warm-up", h.st.wait_count("chat.postEphemeral", warm, 60))
+        warming = h.commands(warm)
+        h.run(bot, warming, 5, "bot warm-up")
+        h.filed("command warm-up", warming, 60)
         result = h.run(bot, h.commands(n), level, f"bot command c={level}")
         got = len(h.st.cards()) - warm
     else:

@@ -23,6 +23,7 @@ from bench.standins import BOT_TOKEN, KEYS, Standins
 from standins.launch import BotProcess, clean_env
 
 SECRET_A, SECRET_B = sorted(KEYS)
+PREVIEW_READ = "DescribeMySqlProcessList"  # the DBbrain call behind a filing's live preview
 HOST = "127.0.0.1"
 
 
@@ -209,6 +210,16 @@ class Harness:
     def fake_pending(n: int) -> list[Pending]:
         """Buttons for the bare Bolt app, which only acks them."""
         return [Pending(i, "cdb-none", CHANNEL, f"1900000000.{i:06d}") for i in range(n)]
+
+    def filed(self, what: str, prepared: Sequence[load.Prepared], timeout: float) -> None:
+        """Wait until each of these filings has its card and its preview read (the work a
+        filing does after its ack), or note that it did not in time."""
+        instances = [p.tag for p in prepared]
+        deadline = time.monotonic() + timeout
+        ok = self.st.wait_cards_of(instances, timeout) and self.st.wait_calls_of(
+            PREVIEW_READ, instances, max(0.0, deadline - time.monotonic())
+        )
+        self.settle(what, ok)
 
     def settle(self, what: str, ok: bool) -> None:
         if not ok:

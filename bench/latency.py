@@ -83,7 +83,6 @@ def burst(h: Harness) -> None:
     time_cards(h, bot, 3, "warm-up")
     h.results.notes[:] = [t for t in h.results.notes if not t.startswith("warm-up")]
     for b in range(h.k.bursts):
-        filed = h.st.count("chat.postEphemeral")
         prepared = h.commands(size)
         acks = h.run(bot, prepared, size, f"burst {b + 1}")
         instances = [p.tag for p in prepared]
@@ -95,7 +94,7 @@ def burst(h: Harness) -> None:
         )
         log(f"burst {b + 1}: last card after {ms(last and last - acks.began_at)} ms")
         # Let the filings finish (a preview read each, 20 a second) before the next burst.
-        h.settle("burst replies", h.st.wait_count("chat.postEphemeral", filed + size, 30))
+        h.filed(f"burst {b + 1}: previews", prepared, 30)
         time.sleep(1.0)
     h.finish(bot, "after the bursts", graceful=True)
     h.st.reset()

@@ -261,3 +261,13 @@ def test_when_slack_cannot_say_who_is_in_a_group_the_refusal_says_so(
         assert driver.card_state(card) == "Waiting for approval"
     finally:
         assert bot.stop() == 0
+
+
+def test_the_word_payload_does_not_make_a_command_vanish(driver: Driver) -> None:
+    """Bolt takes any form body with "payload" in it for an interactive payload."""
+    instance = new_instance()
+    driver.command(f'{instance} duration=5m user=app reason="payload service is melting"')
+    card = driver.card_posted(instance)
+    driver.command("list", channel_name="payload-incidents")
+    driver.ephemeral_to(REQUESTER, f"`{instance}`")
+    assert card.request_id > 0

@@ -158,6 +158,20 @@ def test_bolt_behind_the_check_still_reads_the_body() -> None:
     assert texts == ["cdb-abc12345 duration=10m"]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"command=%2Fkilltask&text=cdb-abc12345+reason%3Dpayload+down&channel_name=general",
+        b"command=%2Fkilltask&text=cdb-abc12345&channel_name=payload-incidents",
+    ],
+)
+def test_the_word_payload_does_not_hide_a_command_from_bolt(body: bytes) -> None:
+    bolt, texts = bolt_behind_the_check()
+    assert call(environ_for(body), bolt) == ("200 OK", b"filed")
+    assert len(texts) == 1 and texts[0].startswith("cdb-abc12345")
+    assert "payload" in texts[0] or texts[0] == "cdb-abc12345"
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     body=st.one_of(

@@ -72,6 +72,7 @@ def verified(
             headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(text)))]
             start_response(status, headers)
             return [text]
+        body = _plain_form(body, environ.get("CONTENT_TYPE"))
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         return app(environ, start_response)
@@ -157,6 +158,20 @@ def _parses(text: str, content_type: object) -> bool:
         payload = dict(parse_qsl(text, keep_blank_values=True)).get("payload")
         return payload is None or _is_json_object(payload)
     return True
+
+
+def _plain_form(body: bytes, content_type: object) -> bytes:
+    """Bolt reads any form body that contains the word "payload" as an interactive payload, and
+    drops it when there is no payload field: a slash command whose text or channel name says
+    "payload" would be ignored without a word. Percent-encoding one letter hides the word from
+    that test and leaves every value the same once decoded. (Bolt's own signature check is off
+    in HTTP mode: this wrapper has checked the original bytes.)"""
+    media = content_type.split(";")[0].strip().lower() if isinstance(content_type, str) else ""
+    if b"payload" not in body or media == "application/json" or body.startswith(b"{"):
+        return body
+    if "payload" in dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True)):
+        return body
+    return body.replace(b"payload", b"p%61yload")
 
 
 def _is_json_object(text: str) -> bool:
