@@ -18,6 +18,7 @@ from slack_sdk import WebClient
 from bot import metrics
 from bot.background import Background
 from bot.killtask import (
+    CommandLine,
     SpecError,
     build_spec,
     describe_filters,
@@ -133,7 +134,7 @@ class Handlers:
         )  # fmt: skip
 
     def _file_or_preview(
-        self, ack: Ack, body: dict, line, user_id: str, channel_id: str,  # type: ignore[no-untyped-def]
+        self, ack: Ack, body: dict, line: CommandLine, user_id: str, channel_id: str,
         tell: Callable[[str], None],
     ) -> None:  # fmt: skip
         fields = line.fields
@@ -146,13 +147,12 @@ class Handlers:
             return
         if line.verb == "preview":
             ack()
-            job = lambda: tell(  # noqa: E731
-                messages.preview_reply(
-                    spec.instance_id, describe_filters(spec),
-                    self.service.preview(user_id, channel_id, spec),
-                )
-            )  # fmt: skip
-            self._later("preview", job, tell)
+
+            def preview() -> None:
+                result = self.service.preview(user_id, channel_id, spec)
+                tell(messages.preview_reply(spec.instance_id, describe_filters(spec), result))
+
+            self._later("preview", preview, tell)
             return
         unknown_flags = line.flags - {"break-glass"}
         if unknown_flags:
