@@ -33,8 +33,6 @@ from bot.store import SharedRateLimit, Store, make_engine
 
 log = logging.getLogger(__name__)
 
-AFTER_ACK_THREADS = 8
-
 
 @dataclass
 class Bot:
@@ -123,7 +121,7 @@ def build_bot(settings: Settings, policy: Policy) -> Bot:
         # body of a forged request.
         request_verification_enabled=False,
     )
-    background = Background(threads=AFTER_ACK_THREADS)
+    background = Background()
     register(app, Handlers(service, notifier, background))
     clock = Clock(
         service,

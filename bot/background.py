@@ -1,8 +1,11 @@
-"""Work after the ack, in this process: a bounded pool of threads.
+"""Work after the ack, in this process: bounded pools of threads, one per lane.
 
-What a person was told about is already in the store before the ack (see bot.service), so a
-job lost with the process is finished by the clock of any replica. A job that raises is never
-silent: its `on_failure` tells the person what was not done.
+Lanes keep one kind of slow work from queueing behind another: posting a card or a reply
+(`slack`) never waits behind DBbrain reads (`reads`: previews, refreshes), and a start or a
+stop (`urgent`) never waits behind either. What a person was told about is already in the
+store before the ack (see bot.service), so a job lost with the process is finished by the
+clock of any replica. A job that raises is never silent: its `on_failure` tells the person
+what was not done.
 """
 
 from __future__ import annotations
@@ -14,22 +17,31 @@ from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger(__name__)
 
+LANES = {"slack": 6, "reads": 4, "urgent": 4}  # threads per lane
+
 
 class Background:
-    def __init__(self, threads: int = 8, max_waiting: int = 1000):
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="after-ack")
+    def __init__(self, lanes: dict[str, int] | None = None, max_waiting: int = 1000):
+        self._pools = {
+            lane: ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"after-ack-{lane}")
+            for lane, threads in (lanes or LANES).items()
+        }
         # Bounds the jobs queued or running: past it, the person hears "busy" at once.
         self._room = threading.BoundedSemaphore(max_waiting)
 
     def submit(
-        self, job: Callable[[], None], on_failure: Callable[[BaseException], None], name: str
+        self,
+        job: Callable[[], None],
+        on_failure: Callable[[BaseException], None],
+        name: str,
+        lane: str = "slack",
     ) -> bool:
         """Run `job` soon; False (and nothing run) when the pool is full or shutting down."""
         if not self._room.acquire(blocking=False):
             log.error("after_ack_full job=%s", name)
             return False
         try:
-            self._pool.submit(self._run, job, on_failure, name)
+            self._pools[lane].submit(self._run, job, on_failure, name)
         except RuntimeError:  # shut down: the process is stopping
             self._room.release()
             return False
@@ -50,5 +62,9 @@ class Background:
             self._room.release()
 
     def shutdown(self) -> None:
-        """Finish every job already taken; take no new ones."""
-        self._pool.shutdown(wait=True)
+        """Finish every job already taken (and what they hand on); take no new ones."""
+        for lane in ("slack", "reads", "urgent"):  # a card post may still hand on a start
+            if lane in self._pools:
+                self._pools[lane].shutdown(wait=True)
+        for pool in self._pools.values():
+            pool.shutdown(wait=True)

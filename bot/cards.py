@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
-from bot.killtask import KillTaskSpec
+from bot.cloud import CloudError
 from bot.outcomes import Announcement, CardPost
 from bot.preview import Preview
 from bot.requests import KillRequest, State
@@ -27,9 +27,7 @@ class Notifier(Protocol):
 
 
 class Cards:
-    def __init__(
-        self, store: Store, notifier: Notifier, read_preview: Callable[[KillTaskSpec], Preview]
-    ):
+    def __init__(self, store: Store, notifier: Notifier, read_preview: Callable[..., Preview]):
         self.store = store
         self.notifier = notifier
         self.read_preview = read_preview
@@ -66,6 +64,17 @@ class Cards:
 
     def refresh_preview(self, request: KillRequest) -> tuple[KillRequest, Preview]:
         preview = self.read_preview(request.spec)
+        request = self.store.set_preview(request.id, preview.to_dict()) or request
+        self.sync(request)
+        return request, preview
+
+    def refresh_preview_if_free(self, request: KillRequest) -> tuple[KillRequest, Preview | None]:
+        """Read again only if a read slot is free right now: a start must not wait behind a
+        flood of previews. None when it was not read (the last preview stays on the card)."""
+        try:
+            preview = self.read_preview(request.spec, wait=False)
+        except CloudError:
+            return request, None
         request = self.store.set_preview(request.id, preview.to_dict()) or request
         self.sync(request)
         return request, preview

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from bot.killtask import KillTaskSpec
+
+DEFAULT_ENDPOINT = "https://dbbrain.tencentcloudapi.com"
 
 # One line per try of a call: the error code (or "ok") and DBbrain's RequestId, if any.
 Attempt = tuple[str, str | None]
@@ -89,6 +92,11 @@ class CloudError(Exception):
                 "from the console). Stop it first with `/killtask stop <instance>`, then file "
                 "again."
             )
+        if code == "ReadBudgetInUse":
+            return (
+                "The bot's share of DBbrain's requests for reads was in use by other previews, "
+                "so the sessions were not read just now. Nothing was sent; try again in a moment."
+            )
         if code.startswith(("InvalidParameter", "MissingParameter", "UnknownParameter")):
             return f"DBbrain refused the request: {self.message}. {nothing}"
         if code.startswith("ResourceNotFound"):
@@ -107,5 +115,15 @@ class Cloud(Protocol):
     def cancel_kill_task(self, instance_id: str, product: str) -> CloudResult: ...
 
     def list_sessions(
-        self, instance_id: str, product: str, filters: dict[str, object], limit: int
-    ) -> SessionList: ...
+        self, instance_id: str, product: str, filters: dict[str, object], limit: int,
+        wait: bool = True,
+    ) -> SessionList: ...  # fmt: skip
+
+
+def split_endpoint(endpoint: str) -> tuple[str, str]:
+    """'http://127.0.0.1:9100' -> ('http', '127.0.0.1:9100'); the SDK wants them apart, and a
+    scheme left inside its endpoint would be signed as the Host header."""
+    parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        raise ValueError("must look like https://dbbrain.tencentcloudapi.com or http://host:port")
+    return parts.scheme, parts.netloc

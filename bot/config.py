@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from bot.dbbrain import DEFAULT_ENDPOINT, split_endpoint
+from bot.cloud import DEFAULT_ENDPOINT, split_endpoint
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DATABASE_URL = "sqlite:///killtask.db"

@@ -14,7 +14,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import requests
 from tencentcloud.common import credential
@@ -25,17 +24,17 @@ from tencentcloud.dbbrain.v20210527 import dbbrain_client, models
 from urllib3.exceptions import NewConnectionError
 
 from bot import metrics
-from bot.cloud import CloudError, CloudResult, SessionList
+from bot.cloud import DEFAULT_ENDPOINT, CloudError, CloudResult, SessionList, split_endpoint
 from bot.killtask import KillTaskSpec
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENDPOINT = "https://dbbrain.tencentcloudapi.com"
 RATE_PER_SECOND = 20
 # The window is a little longer than DBbrain's second: calls granted a second apart can still
 # arrive closer together after network jitter (measured: 21-22 in a second without it).
 RATE_WINDOW = 1.2
 _THROTTLED = "RequestLimitExceeded"
+BUDGET_IN_USE = "ReadBudgetInUse"  # the bot's own limiter, not DBbrain: nothing was sent
 
 
 class RateLimiter:
@@ -63,9 +62,10 @@ class RateLimiter:
         self._reads: deque[float] = deque()  # the reads among them
         self._lock = threading.Lock()
 
-    def acquire(self, urgent: bool = False) -> None:
+    def acquire(self, urgent: bool = False, wait: bool = True) -> bool:
         """Wait for a slot. An urgent call (a stop or a start) may take any free slot; a read
-        waits, never fails, while reads already hold their share of the window."""
+        waits, never fails, while reads already hold their share of the window. With
+        `wait=False`, take a slot only if one is free now (False otherwise)."""
         while True:
             with self._lock:
                 now = self._clock()
@@ -82,13 +82,15 @@ class RateLimiter:
                     self._sent.append(now)
                     if not urgent:
                         self._reads.append(now)
-                    return
-                wait = max(blockers) + self.window - now
-            self._sleep(max(wait, 0.001))
+                    return True
+                if not wait:
+                    return False
+                pause = max(blockers) + self.window - now
+            self._sleep(max(pause, 0.001))
 
 
 class Limiter(Protocol):
-    def acquire(self, urgent: bool = False) -> None: ...
+    def acquire(self, urgent: bool = False, wait: bool = True) -> bool: ...
 
 
 class AllLimits:
@@ -97,18 +99,10 @@ class AllLimits:
     def __init__(self, *limiters: Limiter):
         self.limiters = limiters
 
-    def acquire(self, urgent: bool = False) -> None:
-        for limiter in self.limiters:
-            limiter.acquire(urgent)
-
-
-def split_endpoint(endpoint: str) -> tuple[str, str]:
-    """'http://127.0.0.1:9100' -> ('http', '127.0.0.1:9100'); the SDK wants them apart, and a
-    scheme left inside its endpoint would be signed as the Host header."""
-    parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
-        raise ValueError("must look like https://dbbrain.tencentcloudapi.com or http://host:port")
-    return parts.scheme, parts.netloc
+    def acquire(self, urgent: bool = False, wait: bool = True) -> bool:
+        # Without waiting, a slot taken here may go unused when the shared limit is full: a
+        # little under the rate, never over it.
+        return all(limiter.acquire(urgent, wait) for limiter in self.limiters)
 
 
 def _sent_nothing(exc: TencentCloudSDKException) -> bool:
@@ -170,10 +164,13 @@ class DbbrainGateway:
         return self._call("CancelKillTask", params, idempotent=True)
 
     def list_sessions(
-        self, instance_id: str, product: str, filters: dict[str, object], limit: int
-    ) -> SessionList:
+        self, instance_id: str, product: str, filters: dict[str, object], limit: int,
+        wait: bool = True,
+    ) -> SessionList:  # fmt: skip
         params = {"InstanceId": instance_id, "Product": product, "Limit": limit, **filters}
-        result, response = self._call_raw("DescribeMySqlProcessList", params, idempotent=True)
+        result, response = self._call_raw(
+            "DescribeMySqlProcessList", params, idempotent=True, wait=wait
+        )
         rows = [item._serialize() for item in (response.ProcessList or [])]
         return SessionList(rows=rows, request_id=result.request_id)
 
@@ -181,7 +178,7 @@ class DbbrainGateway:
         return self._call_raw(action, params, idempotent)[0]
 
     def _call_raw(
-        self, action: str, params: dict[str, object], idempotent: bool
+        self, action: str, params: dict[str, object], idempotent: bool, wait: bool = True
     ) -> tuple[CloudResult, object]:
         request = getattr(models, f"{action}Request")()
         request._deserialize(params)
@@ -192,7 +189,7 @@ class DbbrainGateway:
                 # Exponential backoff with full jitter, so replicas do not retry in step.
                 self._sleep(random.uniform(0, min(2.0, 0.2 * 2 ** (attempt - 1))))
             try:
-                response = self._send(action, request)
+                response = self._send(action, request, wait)
             except TencentCloudSDKException as exc:
                 last, retry = self._translate(action, exc, attempt, idempotent)
                 retry = retry and attempt < self._max_attempts
@@ -225,12 +222,16 @@ class DbbrainGateway:
         assert last is not None
         raise last
 
-    def _send(self, action: str, request: object) -> object:
-        """One try: wait for the rate limiter, then call; both are timed for /metrics."""
+    def _send(self, action: str, request: object, wait: bool = True) -> object:
+        """One try: wait for the rate limiter, then call; both are timed for /metrics. Without
+        `wait`, a call that finds no free slot is not sent (CloudError ReadBudgetInUse)."""
         # DBbrain's reads are all Describe*; everything else stops or starts a task.
         urgent = not action.startswith("Describe")
         asked = time.perf_counter()
-        self._limiter.acquire(urgent=urgent)
+        if not self._limiter.acquire(urgent=urgent, wait=wait):
+            raise CloudError(
+                BUDGET_IN_USE, "other reads are using this second's share", action=action
+            )
         began = time.perf_counter()
         metrics.rate_wait("urgent" if urgent else "read", began - asked)
         try:

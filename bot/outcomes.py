@@ -71,8 +71,7 @@ PERMANENT_SLACK_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_a
 
 @dataclass(frozen=True)
 class Published:
-    """The work after filing: the request as it now is, and how its card post went."""
+    """A filing's card post: the request as it now is, and how the post went."""
 
     request: KillRequest
     card: CardPost
-    started: Outcome | None = None  # a break-glass request's start

@@ -13,22 +13,28 @@ import logging
 import os
 import signal
 import threading
+from typing import TYPE_CHECKING
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger as GunicornLogger
-from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from bot.app import Bot, build_bot
 from bot.config import Settings
-from bot.health import WsgiApp, health_app
 from bot.policy import Policy
-from bot.slack.verify import verified
+
+if TYPE_CHECKING:  # the bot itself is imported in the worker only: the master stays small
+    from bot.app import Bot
+    from bot.health import WsgiApp
 
 log = logging.getLogger(__name__)
 
 
 def wsgi_app(bot: Bot, signing_secret: str) -> WsgiApp:
+    from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+    from bot.health import health_app
+    from bot.slack.verify import verified
+
     slack = verified(SlackRequestHandler(bot.app), signing_secret)
 
     def events(environ, start_response):  # type: ignore[no-untyped-def]
@@ -90,6 +96,8 @@ class _Server(BaseApplication):
 
     def load(self):  # type: ignore[no-untyped-def]
         # Built in the worker, after the fork, so its threads and connections live there.
+        from bot.app import build_bot
+
         bot = self.bot = build_bot(self.settings, self.policy)
         bot.start()
 

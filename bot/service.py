@@ -109,18 +109,20 @@ class KillTaskService:
         return Outcome(True, text, request)
 
     def publish(self, request: KillRequest) -> Published:
-        """The slow part of filing: post the card, read the live preview, and start a
-        break-glass request."""
+        """The first slow part of filing: post the card."""
         request, card = self.cards.post(request)
-        request, preview = self.cards.refresh_preview(request)
-        started = None
+        return Published(request, card)
+
+    def follow_filing(self, request: KillRequest) -> Outcome | None:
+        """The second: read the live preview, or start a break-glass request at once."""
         if request.state is State.APPROVED and request.break_glass:
             glass = Announcement(
                 Happening.BREAK_GLASS, request.requester_id, reason=request.spec.reason
             )
             self.notifier.announce(request, glass)
-            started = self.starter.start(request, preview)
-        return Published(request, card, started)
+            return self.starter.start(request)
+        self.cards.refresh_preview(request)
+        return None
 
     # ------------------------------------------------------------ decide
 
@@ -238,14 +240,17 @@ class KillTaskService:
 
     # ------------------------------------------------------------ preview and list
 
-    def read_preview(self, spec: KillTaskSpec) -> Preview:
-        """What the kill task would hit now, matched by the bot with the kill task's rules."""
+    def read_preview(self, spec: KillTaskSpec, wait: bool = True) -> Preview:
+        """What the kill task would hit now, matched by the bot with the kill task's rules.
+        Without `wait`, a read that finds the read budget in use raises CloudError."""
         now = self.clock()
         try:
             listed = self.cloud.list_sessions(
-                spec.instance_id, spec.product, list_filters(spec), PREVIEW_LIMIT
+                spec.instance_id, spec.product, list_filters(spec), PREVIEW_LIMIT, wait=wait
             )
         except CloudError as error:
+            if not wait:
+                raise
             return Preview(read_at=now, error=error.explain(), cloud_request_id=error.request_id)
         return summarize(
             spec,

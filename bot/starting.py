@@ -30,10 +30,10 @@ class Starter:
 
     def start(self, request: KillRequest, preview: Preview | None = None) -> Outcome:
         """Claim the request and, if this call won, create the task. What the approvers
-        approved is read again first, unless it was just read."""
+        approved is read again first (unless it was just read, or no read slot is free)."""
         actor = request.decided_by or request.requester_id
         if preview is None:
-            request, preview = self.cards.refresh_preview(request)
+            request, preview = self.cards.refresh_preview_if_free(request)
         sending = entry(
             request, actor, "create_kill_task", "sending", detail=str(request.spec.cloud_params())
         )

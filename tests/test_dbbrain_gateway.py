@@ -64,10 +64,10 @@ class CountingLimiter(RateLimiter):
         self.count = 0
         self.urgent: list[bool] = []
 
-    def acquire(self, urgent: bool = False) -> None:
+    def acquire(self, urgent: bool = False, wait: bool = True) -> bool:
         self.count += 1
         self.urgent.append(urgent)
-        super().acquire(urgent)
+        return super().acquire(urgent, wait)
 
 
 def new_spec(**fields: object) -> KillTaskSpec:
@@ -621,3 +621,14 @@ def test_default_window_leaves_room_for_network_jitter(clock: FakeClock) -> None
     times = acquire_times(limiter_on(clock, rate=20, read_rate=20), clock, 60)
     jittered = [t + (0.15 if i % 20 == 0 else 0.0) for i, t in enumerate(times)]
     assert most_in_any_second(jittered) <= 20
+
+
+def test_a_read_that_may_not_wait_is_not_sent_when_reads_have_their_share() -> None:
+    """The re-read before a start: skipped, rather than queued, while previews use the budget."""
+    clock = [0.0]
+    limiter = RateLimiter(clock=lambda: clock[0], sleep=lambda s: None)
+    assert all(limiter.acquire(urgent=False) for _ in range(14))
+    assert limiter.acquire(urgent=False, wait=False) is False
+    assert limiter.acquire(urgent=True, wait=False) is True  # a start or a stop still goes
+    clock[0] += 2
+    assert limiter.acquire(urgent=False, wait=False) is True

@@ -43,6 +43,9 @@ class Service:
         self._call("publish")
         return Published(filed, CardPost(error="not_in_channel"))
 
+    def follow_filing(self, filed: KillRequest) -> None:
+        self._call("follow_filing")
+
     def approve(self, *args) -> Outcome:  # type: ignore[no-untyped-def]
         self._call("approve")
         return Outcome(True, "recorded", request(State.APPROVED))
@@ -59,10 +62,12 @@ class Service:
 class Background:
     def __init__(self, full: bool = False) -> None:
         self.full = full
+        self.lanes: list[tuple[str, str]] = []
 
-    def submit(self, job, on_failure, name: str) -> bool:  # type: ignore[no-untyped-def]
+    def submit(self, job, on_failure, name: str, lane: str = "slack") -> bool:  # type: ignore[no-untyped-def]
         if self.full:
             return False
+        self.lanes.append((name, lane))
         try:
             job()
         except Exception as exc:
@@ -108,8 +113,10 @@ def click(action_id: str, value: str = "7", message_ts: str | None = "1.2") -> t
 def test_a_filing_is_stored_before_the_ack_and_its_card_comes_after() -> None:
     handlers, service, notifier, ack = setup()
     handlers.command(ack, command("cdb-12345678 duration=10m user=app"), client=None)  # type: ignore[arg-type]
-    assert service.calls == ["file", "ack", "publish"]
+    assert service.calls == ["file", "ack", "publish", "follow_filing"]
     assert ack.calls == [{"response_type": "ephemeral", "text": "Request #7 is filed."}]
+    # the card is posted on the Slack lane; the preview is read on the reads lane
+    assert handlers.background.lanes == [("file", "slack"), ("file", "reads")]
     # the card could not be posted: the requester learns what to fix
     assert "/invite @killtask" in notifier.told[0]
 
@@ -147,6 +154,7 @@ def test_an_approval_is_decided_before_the_ack_and_carried_out_after() -> None:
     body, action = click("approve")
     handlers.button(ack, body, action)
     assert service.calls == ["approve", "ack", "carry_out"]
+    assert handlers.background.lanes == [("approve", "urgent")]  # a start waits behind no read
     # what went wrong later is told, escaped
     assert notifier.told == ["Failed: DBbrain said &lt;!channel&gt;"]
 

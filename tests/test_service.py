@@ -26,6 +26,7 @@ class FakeCloud:
     cancelled: list[tuple[str, str]] = field(default_factory=list)
     fail_with: CloudError | None = None
     sessions: list[dict] = field(default_factory=list)
+    reads_busy: bool = False  # every read slot is taken by previews
 
     def create_kill_task(self, spec: KillTaskSpec) -> CloudResult:
         if self.fail_with:
@@ -37,7 +38,9 @@ class FakeCloud:
         self.cancelled.append((instance_id, product))
         return CloudResult("req-cancel")
 
-    def list_sessions(self, instance_id: str, product: str, filters: dict, limit: int):
+    def list_sessions(self, instance_id: str, product: str, filters: dict, limit: int, wait=True):  # type: ignore[no-untyped-def]
+        if self.reads_busy and not wait:
+            raise CloudError("ReadBudgetInUse", "busy", action="DescribeMySqlProcessList")
         return SessionList(rows=list(self.sessions), request_id="req-list")
 
 
@@ -108,7 +111,9 @@ class World:
         """File as the handlers do: the quick part, then the slow part after the ack."""
         filed = self.service.file(user, CHANNEL, spec(instance))
         assert filed.ok and filed.request is not None, filed.message
-        return self.service.publish(filed.request).request
+        request = self.service.publish(filed.request).request
+        self.service.follow_filing(request)
+        return self.store.get(request.id) or request
 
     def approve(self, user: str, request_id: int) -> Outcome:
         decided = self.service.approve(user, request_id, CHANNEL, f"ts-{request_id}")
@@ -292,3 +297,14 @@ def test_one_approval_takes_few_transactions(world: World) -> None:
     assert world.approve("U0A1", request.id).request.state is State.RUNNING
     print(f"one approval: {counts}")
     assert counts["transactions"] <= 10 and counts["statements"] <= 24
+
+
+def test_a_start_never_waits_for_a_read_slot(world: World) -> None:
+    world.service.policy = parse_policy({**POLICY, "approval": {"required": 1}})
+    request = world.file()
+    world.cloud.reads_busy = True
+    started = world.approve("U0A1", request.id)
+    assert started.request.state is State.RUNNING and len(world.cloud.created) == 1
+    news = [n for _, n in world.notifier.replies if n.what == "started"]
+    assert len(news) == 1 and news[0].preview is None  # "could not be read just before"
+    assert world.store.get(request.id).preview is not None  # the filing's preview stays

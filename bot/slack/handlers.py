@@ -28,6 +28,7 @@ from bot.killtask import (
     split_line,
 )
 from bot.outcomes import Outcome
+from bot.requests import State
 from bot.service import KillTaskService
 from bot.slack import messages, modal
 from bot.slack.adapters import SlackNotifier
@@ -36,6 +37,13 @@ from bot.store import StoreError
 log = logging.getLogger(__name__)
 
 _REQUEST_NUMBER = re.compile(r"[0-9]{1,9}")
+# Which pool runs each kind of slow part: Slack posts never wait behind DBbrain reads, and
+# starts and stops wait behind neither (see bot.background).
+LANES = {
+    "list": "slack", "file": "slack", "reject": "slack", "approve": "slack",
+    "preview": "reads", "refresh_preview": "reads",
+    "stop": "urgent", "stop_instance": "urgent",
+}  # fmt: skip
 BUSY = (
     "The bot is too busy to take this right now, so nothing was done. Try again in a few seconds."
 )
@@ -57,7 +65,7 @@ class Handlers:
 
     def _later(
         self, kind: str, job: Callable[[], Outcome | None], tell: Callable[[str], None],
-        request_id: int | None = None, always: bool = False,
+        request_id: int | None = None, always: bool = False, lane: str | None = None,
     ) -> None:  # fmt: skip
         """Run the slow part; the person hears of any problem (or of everything, `always`)."""
 
@@ -69,7 +77,7 @@ class Handlers:
         def failed(exc: BaseException) -> None:
             tell(messages.after_ack_failed(kind, request_id, _why(exc)))
 
-        if not self.background.submit(run, failed, kind):
+        if not self.background.submit(run, failed, kind, lane or LANES[kind]):
             tell(BUSY)
 
     def _teller(self, body: dict, channel_id: str, user_id: str) -> Callable[[str], None]:
@@ -175,12 +183,16 @@ class Handlers:
         request = filed.request
         assert request is not None
 
-        def publish() -> Outcome | None:
+        def publish() -> None:
             done = self.service.publish(request)
             problem = messages.card_problem(done.request, done.card)
             if problem:
                 tell(problem)
-            return done.started
+            starts = done.request.state is State.APPROVED  # break-glass
+            self._later(
+                "file", lambda: self.service.follow_filing(done.request), tell, request.id,
+                lane="urgent" if starts else "reads",
+            )  # fmt: skip
 
         self._later("file", publish, tell, request.id)
 
@@ -263,7 +275,11 @@ class Handlers:
         if not decided.ok:
             tell(messages.outcome(decided))
             return
-        self._later(verb, lambda: self.service.carry_out(decided, user_id), tell, request_id)
+        starts = decided.request is not None and decided.request.state is State.APPROVED
+        self._later(
+            verb, lambda: self.service.carry_out(decided, user_id), tell, request_id,
+            lane="urgent" if starts else "slack",
+        )  # fmt: skip
 
 
 def _reply(ack: Ack, text: str) -> None:

@@ -22,7 +22,14 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from bot.audit import AuditEntry
 from bot.killtask import KillTaskSpec
 from bot.requests import KillRequest, State
-from bot.store.tables import StoreError, approvals, audit_log, bot_processes, kill_requests
+from bot.store.tables import (
+    StoreError,
+    approvals,
+    audit_log,
+    bot_processes,
+    kill_requests,
+    write_lock,
+)
 
 
 class StoreBase:
@@ -82,6 +89,12 @@ class StoreBase:
             self.on_audit(item)
 
     # ------------------------------------------------------------ helpers
+
+    @contextmanager
+    def _writing(self):  # type: ignore[no-untyped-def]
+        """A write transaction, database errors mapped, and SQLite's writers in line."""
+        with self._errors(), write_lock(self.engine), self.engine.begin() as conn:
+            yield conn
 
     @staticmethod
     @contextmanager

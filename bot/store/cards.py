@@ -24,7 +24,7 @@ from bot.store.tables import kill_requests
 class CardRows(StoreBase):
     def set_message_ts(self, request_id: int, ts: str, rev: int) -> None:
         """Slack took the card (revision `rev`) at `ts`."""
-        with self._errors(), self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(
                 update(kill_requests)
                 .where(kill_requests.c.id == request_id)
@@ -37,7 +37,7 @@ class CardRows(StoreBase):
 
     def set_preview(self, request_id: int, preview: dict[str, object]) -> KillRequest | None:
         """Store a fresh preview and bump the card, so every replica shows it."""
-        with self._errors(), self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(
                 update(kill_requests)
                 .where(kill_requests.c.id == request_id)
@@ -51,7 +51,7 @@ class CardRows(StoreBase):
 
     def adopt_message_ts(self, request_id: int, ts: str) -> KillRequest | None:
         """Record the card's ts only if none is known yet (one conditional UPDATE)."""
-        with self._errors(), self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(
                 update(kill_requests)
                 .where(kill_requests.c.id == request_id, kill_requests.c.message_ts.is_(None))
@@ -94,7 +94,7 @@ class CardRows(StoreBase):
         )
 
     def claim_card_post(self, request_id: int, claimed_before: float, stale_before: float) -> bool:
-        with self._errors(), self.engine.begin() as conn:
+        with self._writing() as conn:
             return (
                 conn.execute(
                     update(kill_requests)
@@ -111,7 +111,7 @@ class CardRows(StoreBase):
     def mark_card_synced(self, request_id: int, rev: int) -> None:
         """Slack now shows revision `rev`: the last update to land wins there, even an older
         one that was slow; then the card is behind again and the tick sends the newest."""
-        with self._errors(), self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(
                 update(kill_requests)
                 .where(kill_requests.c.id == request_id)

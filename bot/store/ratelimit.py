@@ -15,7 +15,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from bot.store.tables import cloud_calls, rate_lock
+from bot.store.tables import cloud_calls, rate_lock, write_lock
 
 
 class SharedRateLimit:
@@ -46,16 +46,19 @@ class SharedRateLimit:
         self._clock = clock
         self._sleep = sleep
 
-    def acquire(self, urgent: bool = False) -> None:
-        """Wait for a slot; a read waits, never fails, while reads hold their share."""
+    def acquire(self, urgent: bool = False, wait: bool = True) -> bool:
+        """Wait for a slot; a read waits, never fails, while reads hold their share. With
+        `wait=False`, take a slot only if one is free now (False otherwise)."""
         while True:
-            wait = self._try(urgent)
-            if wait <= 0:
-                return
-            self._sleep(wait)
+            pause = self._try(urgent)
+            if pause <= 0:
+                return True
+            if not wait:
+                return False
+            self._sleep(pause)
 
     def _try(self, urgent: bool) -> float:
-        with self.engine.begin() as conn:
+        with write_lock(self.engine), self.engine.begin() as conn:
             locked = conn.execute(
                 update(rate_lock).where(rate_lock.c.id == 1).values(n=rate_lock.c.n + 1)
             ).rowcount

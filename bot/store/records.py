@@ -39,7 +39,7 @@ class Store(CardRows):
 
     def heartbeat(self, process_id: str) -> None:
         now = self._clock()
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             updated = conn.execute(
                 update(bot_processes)
                 .where(bot_processes.c.id == process_id)
@@ -118,7 +118,7 @@ class Store(CardRows):
             "card_claimed_at": now,
         }
         try:
-            with self._errors(), self.engine.begin() as conn:
+            with self._writing() as conn:
                 found = conn.execute(insert(kill_requests).values(**row).returning(kill_requests))
                 inserted = found.mappings().one()
                 self._write_audit(conn, audit(inserted["id"]))
@@ -136,7 +136,7 @@ class Store(CardRows):
     ) -> KillRequest | None:
         """Apply one move of the state machine, with its audit entries, in one transaction.
         The moved row, or None when another click or replica won."""
-        with self._errors(), self.engine.begin() as conn:
+        with self._writing() as conn:
             moved = self._move(conn, request_id, to, **fields)
             if moved is None:
                 return None
@@ -176,7 +176,7 @@ class Store(CardRows):
         counts every approval committed before it."""
         now = self._clock()
         try:
-            with self._errors(), self.engine.begin() as conn:
+            with self._writing() as conn:
                 bumped = conn.execute(
                     update(kill_requests)
                     .where(
@@ -270,5 +270,5 @@ class Store(CardRows):
 
     def audit(self, item: AuditEntry) -> None:
         """Append one line to the audit log; rows are never updated or deleted."""
-        with self._errors(), self.engine.begin() as conn:
+        with self._writing() as conn:
             self._write_audit(conn, item)

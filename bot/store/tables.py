@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
+from contextlib import AbstractContextManager, nullcontext
+
 from sqlalchemy import (
     Boolean,
     Column,
@@ -119,6 +123,21 @@ audit_log = Table(
 
 class StoreError(Exception):
     """The database could not be used just now (down, locked, timed out)."""
+
+
+_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_GUARD = threading.Lock()
+
+
+def write_lock(engine: Engine) -> AbstractContextManager[object]:
+    """One writer at a time within this process, for SQLite. SQLite lets one writer in and makes
+    the others sleep in growing steps until it is free, so threads racing to write add tens of
+    milliseconds to an ack; waiting in line here costs only the writes ahead. PostgreSQL locks
+    rows itself and needs nothing here."""
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _GUARD:
+        return _WRITERS.setdefault(engine, threading.RLock())
 
 
 def make_engine(url: str) -> Engine:
