@@ -68,22 +68,22 @@ def git_commit() -> str:
     return f"{head}{' with uncommitted changes' if dirty else ''}" if head else "unknown"
 
 
-def header(k: Knobs, began: datetime.datetime, took: float, loads: tuple[float, float]) -> str:
+def header(k: Knobs, commit: str, began: datetime.datetime, took: float, loads: tuple) -> str:
     return (
         "# Benchmarks\n\n"
         f"Run {began:%Y-%m-%d %H:%M} UTC on {os.cpu_count()} CPUs ({platform.machine()}, "
         f"{platform.system()} {platform.release()}), Python {platform.python_version()}, "
-        f"commit {git_commit()}; took {took / 60:.1f} min. Load average before/after: "
+        f"commit {commit}; took {took / 60:.1f} min. Load average before/after: "
         f"{loads[0]:.2f} / {loads[1]:.2f}. Made by `make bench` (`python -m bench`); the knobs "
         f"and their environment variables are in `bench/config.py`. Parts run: "
         f"{', '.join(s for s in STEPS if s in k.only)}.\n"
     )
 
 
-def report(h: Harness, began: datetime.datetime, took: float, loads: tuple) -> tuple[str, bool]:
+def report(h: Harness, head: str) -> tuple[str, bool]:
     r, k = h.results, h.k
     parts = [
-        header(k, began, took, loads),
+        head,
         render.targets_table(r),
         render.acks(r, k),
         render.steady(r),
@@ -111,6 +111,7 @@ def main() -> int:
     knobs = Knobs()
     began = datetime.datetime.now(datetime.UTC)
     started, load_before = time.monotonic(), os.getloadavg()[0]
+    commit = git_commit()  # what runs, even if a commit lands meanwhile
     work = Path(tempfile.mkdtemp(prefix="killtask-bench-"))
     log(f"working folder {work}")
     h: Harness | None = None
@@ -129,7 +130,8 @@ def main() -> int:
             finally:
                 h.kill_all()
         took = time.monotonic() - started
-        markdown, failed = report(h, began, took, (load_before, os.getloadavg()[0]))
+        head = header(knobs, commit, began, took, (load_before, os.getloadavg()[0]))
+        markdown, failed = report(h, head)
         print(markdown)
         knobs.out.parent.mkdir(parents=True, exist_ok=True)
         knobs.out.write_text(markdown)

@@ -14,7 +14,7 @@ from bench.harness import HOST, Harness, log
 from bench.results import Crash
 from bench.seed import Database, Pending
 
-KILL_SPREAD = 0.015  # the SIGKILL lands 0–15 ms after the batch's last ack (the acks spread too)
+KILL_WITHIN = 0.040  # the SIGKILL lands 0–40 ms after the round's last ack, at random
 TICK = "1"  # TICK_SECONDS: the clock that finishes what a dead process left runs every second
 
 
@@ -37,7 +37,7 @@ def measure(h: Harness) -> None:
         crash.not_acked += result.errors + result.non_200
         acked = [result.answered_at[p.tag] for p in batch if p.tag in result.answered_at]
         if acked:
-            time.sleep(max(0.0, max(acked) + dice.uniform(0, KILL_SPREAD) - time.time()))
+            time.sleep(max(0.0, max(acked) + dice.uniform(0, KILL_WITHIN) - time.time()))
         killed = time.time()
         bot.kill()
         crash.kill_after_ack += [killed - at for at in acked]

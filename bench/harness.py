@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench import load
 from bench.config import APPROVER, CHANNEL, POLICY, REQUESTER, SIGNING_SECRET, Knobs
-from bench.procs import cpu_seconds, machine_busy, peak_rss, worker_pid
+from bench.procs import cpu_seconds, machine_busy, peak_rss, pss_now, worker_pid
 from bench.results import Memory, Results, Start
 from bench.seed import Database, Pending, command_text
 from bench.standins import BOT_TOKEN, KEYS, Standins
@@ -96,7 +96,8 @@ class Harness:
         if record:
             master, worker, other = peak_rss(bot)
             is_bot = bot.module == "bot"
-            self.results.memory.append(Memory(phase, master, worker, other, is_bot))
+            memory = Memory(phase, master, worker, other, is_bot, pss_now(bot))
+            self.results.memory.append(memory)
         if graceful:
             bot.stop()
         else:

@@ -30,12 +30,13 @@ def worker_pid(bot: BotProcess) -> int | None:
     return next((pid for pid in pids[1:] if _cmdline(pid) == master), None)
 
 
-def status_kb(pid: int | None, key: str = "VmHWM") -> int | None:
-    """A field of /proc/<pid>/status in kB (VmHWM: peak resident set size)."""
+def status_kb(pid: int | None, key: str = "VmHWM", name: str = "status") -> int | None:
+    """A field of /proc/<pid>/status in kB (VmHWM: peak resident set size), or of another file
+    of that form (smaps_rollup: Pss)."""
     if pid is None:
         return None
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
             if line.startswith(f"{key}:"):
                 return int(line.split()[1])
     except OSError:
@@ -53,6 +54,13 @@ def peak_rss(bot: BotProcess) -> tuple[int | None, int | None, int | None]:
     others = [status_kb(pid) for pid in pids[1:] if pid != worker]
     other = sum(v or 0 for v in others) if others else None
     return status_kb(pids[0]), status_kb(worker), other
+
+
+def pss_now(bot: BotProcess) -> int | None:
+    """The proportional set size (kB) of all the group's processes, summed, as of now: pages a
+    forked worker shares with its master are counted once, not twice as in the VmHWM sum."""
+    found = [status_kb(pid, "Pss", "smaps_rollup") for pid in bot.pids()]
+    return sum(found) if found and None not in found else None  # type: ignore[arg-type]
 
 
 def cpu_seconds(pids: Iterable[int | None]) -> float:

@@ -166,11 +166,11 @@ def crash(results: Results) -> str:
         )
     ]  # fmt: skip
     intro = (
-        "Each round starts the bot on the same SQLite file, sends filings and Approve clicks "
-        "together, and kills the process group (SIGKILL) 0–15 ms after the last ack. After the "
-        "last round the bot is started once more; then every filing must have its card at the "
-        "fake Slack and every approval must have started (CreateKillTask at the emulator) or "
-        'be "outcome unknown".'
+        "Each round starts the bot on the same SQLite file, sends a filing or an Approve click "
+        "(filings and approvals in turn), and kills the process group (SIGKILL) 0–40 ms after "
+        "the ack, at random. After the last round the bot is started once more; then every "
+        "filing must have its card at the fake Slack and every approval must have started "
+        '(CreateKillTask at the emulator) or be "outcome unknown".'
     )
     headers = ["rounds", "filings", "approvals", "not acked", "kill after ack, ms"]
     headers += ["cards missing", "approvals started", "outcome unknown", "approvals lost"]
@@ -217,7 +217,13 @@ def rates(results: Results, k: Knobs) -> str:
 
 
 def starts(results: Results) -> str:
-    rows = [(s.label, f"{s.seconds:.2f}") for s in results.starts]
+    by_label: dict[str, list[float]] = {}
+    for s in results.starts:
+        by_label.setdefault(s.label, []).append(s.seconds)
+    rows = [
+        (label, len(found), f"{statistics.median(found):.2f}", f"{max(found):.2f}")
+        for label, found in by_label.items()
+    ]
     bot = [s.seconds for s in results.starts if s.bot]
     summary = (
         f"\nBot: median {statistics.median(bot):.2f} s, best {min(bot):.2f} s, worst "
@@ -225,8 +231,9 @@ def starts(results: Results) -> str:
         if bot
         else ""
     )
-    intro = "Seconds from starting the process to the first 200 from `/readyz`."
-    return section("Start-up", intro, table(["start", "seconds"], rows) + "\n" + summary)
+    intro = "Seconds from starting the process to the first 200 from `/readyz`, by kind of start."
+    headers = ["start", "starts", "median", "worst"]
+    return section("Start-up", intro, table(headers, rows) + "\n" + summary)
 
 
 def memory(results: Results) -> str:
@@ -234,16 +241,18 @@ def memory(results: Results) -> str:
         [
             m.after,
             "killtask" if m.bot else "bare Bolt",
-            *map(mb, (m.master, m.worker, m.other, m.total)),
+            *map(mb, (m.master, m.worker, m.other, m.total, m.pss)),
         ]
         for m in results.memory
     ]
     intro = (
         "Peak resident set (VmHWM of /proc/<pid>/status) of the gunicorn master, its worker, "
         "any other process of the group, and their sum, read after each load, before the "
-        "process was stopped. MB."
+        "process was stopped; VmHWM counts the pages a worker still shares with its master in "
+        "both. PSS: the proportional set size (smaps_rollup) of all of them at that moment, "
+        "shared pages counted once. MB."
     )
-    headers = ["after", "server", "master", "worker", "other", "replica"]
+    headers = ["after", "server", "master", "worker", "other", "replica", "PSS now"]
     return section("Memory", intro, table(headers, rows))
 
 

@@ -24,6 +24,7 @@ class Memory:
     worker: int | None
     other: int | None = None  # any further process of the replica
     bot: bool = True
+    pss: int | None = None  # the processes' proportional set size, summed, when read
 
     @property
     def total(self) -> int:

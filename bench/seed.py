@@ -23,7 +23,7 @@ from bot.store import audit_log, kill_requests, make_engine
 
 PAST_STATES = ("finished", "expired", "rejected", "stopped", "failed")
 # Columns that newer schemas add, with the value a row whose card is up to date holds.
-UP_TO_DATE = {"card_behind": False, "card_maybe_posted": False}
+UP_TO_DATE = {"card_behind": False}
 
 
 def up_to_date(row: dict) -> dict:
@@ -275,7 +275,9 @@ def store_timings(url: str, pending: Pending, repeat: int = 20) -> dict[str, flo
         "due_to_finish (tick)": lambda: store.due_to_finish(now),
         "lost_starts (tick)": lambda: store.lost_starts(now - 30, now - 60),
         "cards_behind (tick)": lambda: store.cards_behind(),
-        "unposted_cards (tick)": lambda: store.unposted_cards(now - 30),
+        "unposted_cards (tick)": lambda: store.unposted_cards(now - 30, now - 5),
+        "orphaned_approvals (tick)": lambda: store.orphaned_approvals(now - 5, now - 60),
+        "missing_previews (tick)": lambda: store.missing_previews(now - 5),
     }
     found: dict[str, float | None] = {}
     try:

@@ -145,6 +145,7 @@ def process(results: Results) -> list[Row]:
         return [*rows, (label, "–", None)]
     shown = f"{mb(peak.total)} MB = {mb(peak.master)} + {mb(peak.worker)}"
     shown += f" + {mb(peak.other)} (other)" if peak.other else ""
+    shown += f" (PSS {mb(peak.pss)} MB when read)" if peak.pss else ""
     return [*rows, (label, shown, peak.total / 1024 < T.rss_mb)]
 
 

@@ -70,13 +70,13 @@ class BotProcess:
 
     env: dict[str, str]
     log_path: Path
-    port: int = 0  # PORT; 0: taken from env, or a free one
+    port: int = 0  # where `url` points; 0: the env's PORT, or a free one (then set as PORT)
     module: str = "bot"
     args: Sequence[str] = ()
     proc: subprocess.Popen | None = None
     startup: float | None = None  # seconds from start to the first 200 from the readiness check
-    ready_path: str = "/readyz"  # "/healthz" once a server has answered 404 for /readyz
     _log_file: IO[bytes] | None = field(default=None, repr=False)
+    _began: float = field(default=0.0, repr=False)
 
     @property
     def socket_mode(self) -> bool:
@@ -97,7 +97,7 @@ class BotProcess:
     def start(self, wait: bool = True, timeout: float = 30.0) -> BotProcess:
         """Start the process; unless `wait` is False, return once it is ready."""
         self.port = int(self.port or self.env.get("PORT") or free_port())
-        self.env["PORT"] = str(self.port)
+        self.env.setdefault("PORT", str(self.port))  # a PORT the caller set stays as it is
         if self.socket_mode:
             self.env.setdefault("HEALTH_PORT", str(free_port()))
         self.env["NO_PROXY"] = f"{LOOPBACK},localhost"
@@ -127,18 +127,13 @@ class BotProcess:
             if self.proc.poll() is not None:
                 code = self.proc.returncode
                 raise BotNotReady(f"{self.module} exited with {code}:\n{self.tail()}")
-            status = http_status(self.health_url + self.ready_path)
-            if status == 404 and self.ready_path == "/readyz":
-                self.ready_path = "/healthz"  # a server without readiness: liveness must do
-                continue
-            if status == 200:
+            if http_status(self.health_url + "/readyz") == 200:
                 self.startup = time.perf_counter() - self._began
                 return self.startup
             time.sleep(0.005)
         self.kill()
         raise BotNotReady(
-            f"{self.module} did not answer {self.ready_path} with 200 in {timeout:.0f} s:\n"
-            + self.tail()
+            f"{self.module} did not answer /readyz with 200 in {timeout:.0f} s:\n" + self.tail()
         )
 
     def running(self) -> bool:

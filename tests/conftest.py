@@ -5,23 +5,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from standins.dbbrain import DbbrainEmulator
+from standins.launch import PROXY_VARS, clean_env, free_port
+from standins.launch import ROOT as ROOT  # re-exported: tests import it from here
+from standins.launch import BotProcess as LaunchedBot
 from standins.slack_api import FakeSlack, SlackCall
 from standins.slack_client import SlackSender
 
-ROOT = Path(__file__).resolve().parent.parent
 SIGNING_SECRET = "test-signing-secret-5f3a9c"
 BOT_TOKEN = "xoxb-test-token"
 APP_TOKEN = "xapp-test-token"
@@ -60,8 +57,6 @@ roles:
     max_duration: -1
 """
 
-PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
-
 
 @pytest.fixture(autouse=True)
 def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,77 +64,16 @@ def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def new_instance() -> str:
     return f"cdb-{uuid.uuid4().hex[:10]}"
 
 
 @dataclass
-class BotProcess:
-    """The real bot (`python -m bot`) with its settings pointed at the stand-ins."""
+class BotProcess(LaunchedBot):
+    """The real bot (`python -m bot`) with its settings pointed at the stand-ins: started and
+    waited for by `standins.launch`, plus the signed-request sender the tests drive it with."""
 
-    env: dict[str, str]
-    log_path: Path
-    port: int = 0
-    proc: subprocess.Popen | None = None
     sender: SlackSender | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-    def start(self, wait: bool = True) -> BotProcess:
-        self.log_file = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # so a SIGKILL can take the whole process group, workers too
-        )
-        if wait and "SLACK_APP_TOKEN" not in self.env:
-            self.wait_healthy()
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def wait_healthy(self, timeout: float = 20.0) -> None:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"bot exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                with opener.open(f"{self.url}/healthz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"bot did not answer /healthz:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            if sig == signal.SIGKILL:
-                os.killpg(self.proc.pid, sig)  # a crash: nothing of the bot survives
-            else:
-                self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log_file.close()
-        return self.proc.returncode
 
 
 def bot_env(
@@ -147,37 +81,31 @@ def bot_env(
 ) -> dict[str, str]:
     policy_file = tmp / "policy.yaml"
     policy_file.write_text(policy)
-    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARS and not k.startswith("SLACK")}
-    env.update(
-        {
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": slack.url,
-            "TENCENTCLOUD_SECRET_ID": SECRET_ID,
-            "TENCENTCLOUD_SECRET_KEY": SECRET_KEY,
-            "DBBRAIN_ENDPOINT": dbbrain.endpoint,
-            "DBBRAIN_TIMEOUT": "2",
-            "POLICY_FILE": str(policy_file),
-            "DATABASE_URL": f"sqlite:///{tmp / 'killtask.db'}",
-            "HOST": "127.0.0.1",
-            "PORT": str(free_port()),
-            "HEALTH_PORT": str(free_port()),  # Socket Mode's health listener
-            "TICK_SECONDS": "0.2",
-            "LOG_LEVEL": "INFO",
-            "DOTENV_PATH": str(tmp / "no.env"),
-            "NO_PROXY": "127.0.0.1,localhost",
-        }
-    )
-    env.update(extra)
-    return env
+    settings = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.url,
+        "TENCENTCLOUD_SECRET_ID": SECRET_ID,
+        "TENCENTCLOUD_SECRET_KEY": SECRET_KEY,
+        "DBBRAIN_ENDPOINT": dbbrain.endpoint,
+        "DBBRAIN_TIMEOUT": "2",
+        "POLICY_FILE": str(policy_file),
+        "DATABASE_URL": f"sqlite:///{tmp / 'killtask.db'}",
+        "HOST": "127.0.0.1",
+        "PORT": str(free_port()),
+        "HEALTH_PORT": str(free_port()),  # Socket Mode's health listener
+        "TICK_SECONDS": "0.2",
+        "LOG_LEVEL": "INFO",
+        "DOTENV_PATH": str(tmp / "no.env"),
+    }
+    return clean_env(**(settings | extra))
 
 
 def start_bot(
     tmp: Path, slack: FakeSlack, dbbrain: DbbrainEmulator, policy: str = POLICY, **extra: str
 ) -> BotProcess:
     env = bot_env(tmp, slack, dbbrain, policy, **extra)
-    bot = BotProcess(env=env, log_path=tmp / "bot.log", port=int(env["PORT"]))
-    bot.start()
+    bot = BotProcess(env=env, log_path=tmp / "bot.log").start()
     bot.sender = SlackSender(bot.url, SIGNING_SECRET, hook_url=slack.hook_url())
     return bot
 
