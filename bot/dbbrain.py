@@ -17,7 +17,6 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 import requests
-from tencentcloud.common import credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
@@ -26,11 +25,15 @@ from urllib3.exceptions import NewConnectionError
 
 from bot import metrics
 from bot.cloud import CloudError, CloudResult, SessionList
+from bot.credentials import Credentials
+from bot.estate import DEFAULT_ACCOUNTS, Account, InstanceInfo, Location, UnknownInstance
 from bot.killtask import KillTaskSpec
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "https://dbbrain.tencentcloudapi.com"
+LIST_REGION = "ap-guangzhou"  # where the SDK's docs say to ask DescribeDiagDBInstances
+LIST_PAGE = 100
 RATE_PER_SECOND = 20
 # The window is a little longer than DBbrain's second: calls granted a second apart can still
 # arrive closer together after network jitter (measured: 21-22 in a second without it).
@@ -111,6 +114,15 @@ def split_endpoint(endpoint: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc
 
 
+def endpoint_for(region: str, override: str | None) -> str:
+    """DBBRAIN_ENDPOINT when set; a financial region's own host; else the global one."""
+    if override:
+        return override
+    if region.endswith("-fsi"):
+        return f"https://dbbrain.{region}.tencentcloudapi.com"
+    return DEFAULT_ENDPOINT
+
+
 def _sent_nothing(exc: TencentCloudSDKException) -> bool:
     """True only when the connection was never made, so DBbrain cannot have seen the call."""
     if exc.get_code() != "ClientNetworkError":
@@ -134,33 +146,67 @@ class DbbrainGateway:
 
     def __init__(
         self,
-        secret_id: str,
-        secret_key: str,
+        secret_id: str = "",
+        secret_key: str = "",
         token: str | None = None,
         region: str | None = None,
-        endpoint: str = DEFAULT_ENDPOINT,
+        endpoint: str | None = DEFAULT_ENDPOINT,
         timeout: int = 10,
         max_attempts: int = 4,
         limiter: Limiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        *,
+        credentials: Credentials | None = None,
+        locate: Callable[[str, str], Location] | None = None,
     ):
-        scheme, host = split_endpoint(endpoint)
-        self._cred = credential.Credential(secret_id, secret_key, token or None)
-        self._profile = ClientProfile(
-            httpProfile=HttpProfile(protocol=scheme, endpoint=host, reqTimeout=timeout)
+        # `endpoint` overrides every region's endpoint; None picks each region's own.
+        if endpoint:
+            split_endpoint(endpoint)
+        self._override = None if endpoint == DEFAULT_ENDPOINT else endpoint
+        self._timeout = timeout
+        self._credentials = credentials or Credentials(
+            lambda: DEFAULT_ACCOUNTS, (secret_id, secret_key, token or None)
         )
-        self._region = region or ""
+        fixed = Location(DEFAULT_ACCOUNTS[0], region or LIST_REGION)
+        self._locate = locate or (lambda instance_id, product: fixed)
         self._max_attempts = max_attempts
         self._limiter = limiter or RateLimiter()
         self._sleep = sleep
-        self._local = threading.local()  # one SDK client (and HTTP session) per thread
+        self._local = threading.local()  # SDK clients (and HTTP sessions) per thread
 
-    def _client(self) -> dbbrain_client.DbbrainClient:
-        client = getattr(self._local, "client", None)
+    def _client(self, where: Location) -> dbbrain_client.DbbrainClient:
+        clients = getattr(self._local, "clients", None)
+        if clients is None:
+            clients = self._local.clients = {}
+        key = (where.account, where.region)
+        client = clients.get(key)
         if client is None:
-            client = dbbrain_client.DbbrainClient(self._cred, self._region, self._profile)
-            self._local.client = client
+            scheme, host = split_endpoint(endpoint_for(where.region, self._override))
+            profile = ClientProfile(
+                httpProfile=HttpProfile(protocol=scheme, endpoint=host, reqTimeout=self._timeout)
+            )
+            provider = self._credentials.provider(where.account)
+            client = dbbrain_client.DbbrainClient(provider, where.region, profile)
+            clients[key] = client
         return client
+
+    def list_instances(
+        self, account: Account, product: str, instance_ids: list[str] | None = None
+    ) -> list[InstanceInfo]:
+        """DescribeDiagDBInstances in pages of 100: the instances DBbrain knows in `account`."""
+        where = Location(account, LIST_REGION)
+        found: list[InstanceInfo] = []
+        while True:
+            params: dict[str, object] = {
+                "IsSupported": True, "Product": product, "Offset": len(found), "Limit": LIST_PAGE,
+            }  # fmt: skip
+            if instance_ids:
+                params["InstanceIds"] = instance_ids
+            _, response = self._call_raw("DescribeDiagDBInstances", params, True, where)
+            items = response.Items or []
+            found += [_info(item, account.name, product) for item in items]
+            if not items or len(found) >= (response.TotalCount or 0):
+                return found
 
     def create_kill_task(self, spec: KillTaskSpec) -> CloudResult:
         return self._call("CreateKillTask", spec.cloud_params(), idempotent=False)
@@ -181,8 +227,17 @@ class DbbrainGateway:
         return self._call_raw(action, params, idempotent)[0]
 
     def _call_raw(
-        self, action: str, params: dict[str, object], idempotent: bool
+        self,
+        action: str,
+        params: dict[str, object],
+        idempotent: bool,
+        where: Location | None = None,
     ) -> tuple[CloudResult, object]:
+        """One call, sent to the instance's own account and region."""
+        if where is None:
+            where = self._where(action, params)
+        # Keys first (a refused AssumeRole is one error, outside the retry loop below).
+        self._credentials.check(where.account)
         request = getattr(models, f"{action}Request")()
         request._deserialize(params)
         last: CloudError | None = None
@@ -192,7 +247,7 @@ class DbbrainGateway:
                 # Exponential backoff with full jitter, so replicas do not retry in step.
                 self._sleep(random.uniform(0, min(2.0, 0.2 * 2 ** (attempt - 1))))
             try:
-                response = self._send(action, request)
+                response = self._send(action, request, where)
             except TencentCloudSDKException as exc:
                 last, retry = self._translate(action, exc, attempt, idempotent)
                 retry = retry and attempt < self._max_attempts
@@ -225,7 +280,13 @@ class DbbrainGateway:
         assert last is not None
         raise last
 
-    def _send(self, action: str, request: object) -> object:
+    def _where(self, action: str, params: dict[str, object]) -> Location:
+        try:
+            return self._locate(str(params["InstanceId"]), str(params.get("Product") or "mysql"))
+        except UnknownInstance as exc:
+            raise CloudError("ResourceNotFound", str(exc), action=action) from exc
+
+    def _send(self, action: str, request: object, where: Location) -> object:
         """One try: wait for the rate limiter, then call; both are timed for /metrics."""
         # DBbrain's reads are all Describe*; everything else stops or starts a task.
         urgent = not action.startswith("Describe")
@@ -234,7 +295,7 @@ class DbbrainGateway:
         began = time.perf_counter()
         metrics.rate_wait("urgent" if urgent else "read", began - asked)
         try:
-            response = getattr(self._client(), action)(request)
+            response = getattr(self._client(where), action)(request)
         except TencentCloudSDKException as exc:
             metrics.dbbrain_call(action, exc.get_code() or "Unknown", time.perf_counter() - began)
             raise
@@ -271,3 +332,16 @@ class DbbrainGateway:
             code, message, attempts=attempt, outcome_unknown=not idempotent, action=action
         )
         return error, idempotent
+
+
+def _info(item: object, account: str, product: str) -> InstanceInfo:
+    get = item.__dict__.get  # the SDK model's fields are _Name attributes
+    return InstanceInfo(
+        instance_id=get("_InstanceId") or "",
+        name=get("_InstanceName") or "",
+        region=get("_Region") or "",
+        product=get("_Product") or product,
+        health_score=get("_HealthScore"),
+        event_count=get("_EventCount"),
+        account=account,
+    )

@@ -19,7 +19,8 @@ from bot.access import Access, Membership
 from bot.audit import AuditEntry, entry
 from bot.cards import Cards, Notifier
 from bot.cloud import Cloud, CloudError
-from bot.killtask import KillTaskSpec
+from bot.estate import Estate, InstanceInfo, Location, UnknownInstance
+from bot.killtask import PRODUCTS, KillTaskSpec
 from bot.outcomes import Announcement, Happening, Outcome, Published
 from bot.policy import Decision, Policy, Target
 from bot.preview import Preview, list_filters, summarize
@@ -43,7 +44,9 @@ class KillTaskService:
         membership: Membership,
         clock: Callable[[], float] = time.time,
         process_id: str = "local",
+        estate: Estate | None = None,  # None: one account, region not tracked (unit tests)
     ):
+        self.estate = estate
         self.store = store
         self.cloud = cloud
         self.access = Access(policy, membership, store)
@@ -83,7 +86,12 @@ class KillTaskService:
         busy = self.store.active_on(spec.instance_id, spec.product)
         if busy is not None:
             return Outcome(False, busy_message(busy), busy, "instance_id")
+        where = self.locate(spec)
+        if isinstance(where, Outcome):
+            return where
         detail = f"{spec.cloud_params()} reason={spec.reason!r} break_glass={break_glass}"
+        if where is not None:
+            detail += f" account={where.account.name} region={where.region}"
         request = self.store.insert_request(
             channel_id=channel_id,
             requester_id=user_id,
@@ -95,6 +103,8 @@ class KillTaskService:
             ),
             break_glass=break_glass,
             source_key=source_key,
+            account=where.account.name if where else None,
+            region=where.region if where else None,
         )
         if request is None:
             return Outcome(False, "This command was already received; its card is in the channel.")
@@ -107,6 +117,37 @@ class KillTaskService:
                 f"{'s' if missing > 1 else ''} from someone else before anything is killed."
             )
         return Outcome(True, text, request)
+
+    def locate(self, spec: KillTaskSpec) -> Location | Outcome | None:
+        """Where the instance lives; an Outcome when it is unknown or cannot be looked up."""
+        if self.estate is None:
+            return None
+        try:
+            return self.estate.locate(spec.instance_id, spec.product)
+        except UnknownInstance as exc:
+            text = (
+                f"{spec.instance_id} is not an instance DBbrain lists ({exc}), so nothing was "
+                "filed. Check the ID, or pick the instance from the list in the form."
+            )
+            return Outcome(False, text, None, "instance_id")
+        except CloudError as error:
+            text = f"Could not look up {spec.instance_id}: {error.explain()}"
+            return Outcome(False, text, None, "instance_id")
+
+    def instance_options(self, user_id: str, channel_id: str, typed: str) -> list[InstanceInfo]:
+        """The instances this person may request, matching what they typed, from the cache."""
+        if self.estate is None:
+            return []
+
+        policy = self.policy
+        groups = self.access.membership.groups_of(user_id, policy.groups)  # once, not per row
+
+        def allowed(info: InstanceInfo) -> bool:
+            product = info.product if info.product in PRODUCTS else "mysql"
+            target = Target(info.instance_id, product)
+            return policy.check("request", user_id, groups, channel_id, target).allowed
+
+        return self.estate.options(typed, allowed)
 
     def publish(self, request: KillRequest) -> Published:
         """The slow part of filing: post the card, read the live preview, and start a
