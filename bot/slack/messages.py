@@ -11,7 +11,7 @@ from bot.killtask import FIELD_LABELS, USAGE, SpecError, describe_filters
 from bot.outcomes import Announcement, CardPost, Happening, Outcome
 from bot.preview import Preview
 from bot.requests import KillRequest
-from bot.slack.blocks import STATE_TITLES, preview_text
+from bot.slack.blocks import STATE_TITLES, preview_text, where
 from bot.slack.mrkdwn import channel_link, code, esc, mention
 
 MAX_TEXT = 4000  # longest slash-command text the bot reads (Slack's own limit is about 4,000)
@@ -149,7 +149,7 @@ def list_text(requests: list[KillRequest]) -> str:
     for request in requests:
         _, title = STATE_TITLES[request.state]
         lines.append(
-            f"• #{request.id} `{code(request.spec.instance_id)}` · {title} · "
+            f"• #{request.id} `{code(request.spec.instance_id)}` ({where(request)}) · {title} · "
             f"{esc(describe_filters(request.spec))} · by {mention(request.requester_id)}"
         )
     return "\n".join(lines)
