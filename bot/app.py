@@ -30,6 +30,7 @@ from bot.policy import Policy, PolicyError, load_policy
 from bot.service import KillTaskService
 from bot.slack.adapters import SlackMembership, SlackNotifier
 from bot.slack.handlers import Handlers
+from bot.slack.picking import Picking
 from bot.slack.routes import register
 from bot.store import SharedRateLimit, Store, make_engine
 
@@ -146,7 +147,7 @@ def build_bot(settings: Settings, policy: Policy) -> Bot:
     # before Bolt sees them, and this keeps any that slip past out of the log too.
     logging.getLogger("slack_bolt.RequestVerification").setLevel(logging.WARNING)
     background = Background(threads=AFTER_ACK_THREADS)
-    register(app, Handlers(service, notifier, background))
+    register(app, Handlers(service, notifier, background), Picking(service, notifier))
     clock = Clock(
         service,
         heartbeat_grace=max(5 * settings.tick_seconds, 2.0),

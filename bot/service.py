@@ -147,7 +147,9 @@ class KillTaskService:
             target = Target(info.instance_id, product)
             return policy.check("request", user_id, groups, channel_id, target).allowed
 
-        return self.estate.options(typed, allowed)
+        found = self.estate.options(typed, allowed)
+        self.estate.refresh_soon()  # reads DBbrain only when the list is old
+        return found
 
     def publish(self, request: KillRequest) -> Published:
         """The slow part of filing: post the card, read the live preview, and start a

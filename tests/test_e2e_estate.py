@@ -56,9 +56,21 @@ ROWS = [{"ID": 11, "User": "app", "Host": "10.0.0.7:5000", "Command": "Query", "
          "State": "executing", "DB": "orders", "Info": "SELECT 1"}]  # fmt: skip
 
 
+# Placed before the bot starts, so its first read of the instance lists finds them.
+CATALOG = (
+    ("cdb-catalog-a1", "orders-primary", "ap-shanghai", "default", "mysql"),
+    ("cdb-catalog-b2", "billing", "ap-guangzhou", "default", "mysql"),
+    ("cynosdbmysql-catalog1", "analytics", "ap-beijing", "default", "cynosdb"),
+    ("cdb-prod-catalog", "prod-orders", "ap-beijing", "prod", "mysql"),
+)
+
+
 @pytest.fixture(scope="module")
 def estate_dbbrain() -> DbbrainEmulator:
     with DbbrainEmulator(keys={SECRET_ID: SECRET_KEY}, instances=[]) as emulator:
+        for instance, name, region, account, product in CATALOG:
+            emulator.place(instance, region, account, name=name, product=product, health_score=92)
+            emulator.set_process_list(instance, ROWS)
         yield emulator
 
 
@@ -85,8 +97,8 @@ def estate_bot(tmp_path_factory, slack: FakeSlack, estate_dbbrain, sts):  # type
     process.stop()
 
 
-@pytest.fixture
-def driver(estate_bot, slack: FakeSlack, estate_dbbrain: DbbrainEmulator) -> Driver:  # type: ignore[no-untyped-def]
+@pytest.fixture(name="driver")
+def estate_driver(estate_bot, slack: FakeSlack, estate_dbbrain: DbbrainEmulator) -> Driver:  # type: ignore[no-untyped-def]
     return Driver(estate_bot, slack, estate_dbbrain)
 
 
