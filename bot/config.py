@@ -54,7 +54,6 @@ class Settings:
     tencent_secret_id: Secret
     tencent_secret_key: Secret
     tencent_session_token: Secret | None
-    tencent_region: str | None
     dbbrain_endpoint: str
     dbbrain_timeout: int
     policy_file: str
@@ -193,7 +192,6 @@ def load_settings(env: Mapping[str, str] | None = None, needs_keys: bool = True)
         tencent_secret_id=secret_id,
         tencent_secret_key=secret_key,
         tencent_session_token=Secret(token_raw) if token_raw else None,
-        tencent_region=get("TENCENTCLOUD_REGION"),
         dbbrain_endpoint=endpoint,
         dbbrain_timeout=timeout,
         policy_file=get("POLICY_FILE", "policy.yaml") or "policy.yaml",
