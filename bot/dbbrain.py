@@ -1,6 +1,6 @@
-"""The gateway to DBbrain: the only module that imports Tencent's SDK.
+"""The gateway to DBbrain: with bot.credentials, the only module that imports Tencent's SDK.
 
-It holds the client-side rate limit, the retry loop, and the mapping of SDK errors to
+It waits on the rate limit (bot.limits), runs the retry loop, and maps SDK errors to
 `bot.cloud.CloudError`. The SDK's own StandardRetryer is never used: it re-sends a call that
 already succeeded, which here would create a kill task twice.
 """
@@ -11,9 +11,7 @@ import logging
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from typing import Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -28,81 +26,21 @@ from bot.cloud import CloudError, CloudResult, SessionList
 from bot.credentials import Credentials
 from bot.estate import DEFAULT_ACCOUNTS, Account, InstanceInfo, Location, UnknownInstance
 from bot.killtask import KillTaskSpec
+from bot.limits import RATE_PER_SECOND, RATE_WINDOW, AllLimits, Limiter, RateLimiter
 
 log = logging.getLogger(__name__)
+
+# The limiter lives in bot.limits; these names stay importable from here.
+__all__ = [
+    "RATE_PER_SECOND", "RATE_WINDOW", "AllLimits", "DbbrainGateway", "Limiter", "RateLimiter",
+    "endpoint_for", "split_endpoint",
+]  # fmt: skip
 
 DEFAULT_ENDPOINT = "https://dbbrain.tencentcloudapi.com"
 LIST_REGION = "ap-guangzhou"  # where the SDK's docs say to ask DescribeDiagDBInstances
 LIST_PAGE = 100
-RATE_PER_SECOND = 20
-# The window is a little longer than DBbrain's second: calls granted a second apart can still
-# arrive closer together after network jitter (measured: 21-22 in a second without it).
-RATE_WINDOW = 1.2
+QUICK_TIMEOUT = 2  # seconds for a lookup made before Slack's ack
 _THROTTLED = "RequestLimitExceeded"
-
-
-class RateLimiter:
-    """At most `rate` calls in any window (a sliding window, not a bucket, so a burst at a
-    window's edge cannot double the rate DBbrain sees), of which reads may take at most
-    `read_rate`: the rest of every window stays free for stops and starts, so a flood of
-    previews, refreshes and samples never delays a CancelKillTask or a CreateKillTask."""
-
-    def __init__(
-        self,
-        rate: int = RATE_PER_SECOND,
-        clock: Callable[[], float] = time.monotonic,
-        window: float = RATE_WINDOW,
-        read_rate: int = 14,  # so 6 of every 20 slots are kept for stops and starts
-        sleep: Callable[[float], None] = time.sleep,
-    ):
-        if not 0 < read_rate <= rate:
-            raise ValueError("read_rate must be from 1 to rate")
-        self.rate = rate
-        self.read_rate = read_rate
-        self.window = window
-        self._clock = clock
-        self._sleep = sleep
-        self._sent: deque[float] = deque()  # every call granted in the window
-        self._reads: deque[float] = deque()  # the reads among them
-        self._lock = threading.Lock()
-
-    def acquire(self, urgent: bool = False) -> None:
-        """Wait for a slot. An urgent call (a stop or a start) may take any free slot; a read
-        waits, never fails, while reads already hold their share of the window."""
-        while True:
-            with self._lock:
-                now = self._clock()
-                for sent in (self._sent, self._reads):
-                    while sent and now - sent[0] >= self.window:
-                        sent.popleft()
-                # The oldest grant that must leave the window before this call may go.
-                blockers = []
-                if len(self._sent) >= self.rate:
-                    blockers.append(self._sent[0])
-                if not urgent and len(self._reads) >= self.read_rate:
-                    blockers.append(self._reads[0])
-                if not blockers:
-                    self._sent.append(now)
-                    if not urgent:
-                        self._reads.append(now)
-                    return
-                wait = max(blockers) + self.window - now
-            self._sleep(max(wait, 0.001))
-
-
-class Limiter(Protocol):
-    def acquire(self, urgent: bool = False) -> None: ...
-
-
-class AllLimits:
-    """Wait for every limit in turn: this process's own first (cheap), then the shared one."""
-
-    def __init__(self, *limiters: Limiter):
-        self.limiters = limiters
-
-    def acquire(self, urgent: bool = False) -> None:
-        for limiter in self.limiters:
-            limiter.acquire(urgent)
 
 
 def split_endpoint(endpoint: str) -> tuple[str, str]:
@@ -174,16 +112,17 @@ class DbbrainGateway:
         self._sleep = sleep
         self._local = threading.local()  # SDK clients (and HTTP sessions) per thread
 
-    def _client(self, where: Location) -> dbbrain_client.DbbrainClient:
+    def _client(self, where: Location, quick: bool = False) -> dbbrain_client.DbbrainClient:
         clients = getattr(self._local, "clients", None)
         if clients is None:
             clients = self._local.clients = {}
-        key = (where.account, where.region)
+        key = (where.account, where.region, quick)
         client = clients.get(key)
         if client is None:
+            timeout = min(QUICK_TIMEOUT, self._timeout) if quick else self._timeout
             scheme, host = split_endpoint(endpoint_for(where.region, self._override))
             profile = ClientProfile(
-                httpProfile=HttpProfile(protocol=scheme, endpoint=host, reqTimeout=self._timeout)
+                httpProfile=HttpProfile(protocol=scheme, endpoint=host, reqTimeout=timeout)
             )
             provider = self._credentials.provider(where.account)
             client = dbbrain_client.DbbrainClient(provider, where.region, profile)
@@ -193,7 +132,8 @@ class DbbrainGateway:
     def list_instances(
         self, account: Account, product: str, instance_ids: list[str] | None = None
     ) -> list[InstanceInfo]:
-        """DescribeDiagDBInstances in pages of 100: the instances DBbrain knows in `account`."""
+        """DescribeDiagDBInstances in pages of 100: the instances DBbrain knows in `account`.
+        A lookup of named instances runs before Slack's ack: one quick try, no retries."""
         where = Location(account, LIST_REGION)
         found: list[InstanceInfo] = []
         while True:
@@ -202,7 +142,8 @@ class DbbrainGateway:
             }  # fmt: skip
             if instance_ids:
                 params["InstanceIds"] = instance_ids
-            _, response = self._call_raw("DescribeDiagDBInstances", params, True, where)
+            quick = bool(instance_ids)
+            _, response = self._call_raw("DescribeDiagDBInstances", params, True, where, quick)
             items = response.Items or []
             found += [_info(item, account.name, product) for item in items]
             if not items or len(found) >= (response.TotalCount or 0):
@@ -232,6 +173,7 @@ class DbbrainGateway:
         params: dict[str, object],
         idempotent: bool,
         where: Location | None = None,
+        quick: bool = False,
     ) -> tuple[CloudResult, object]:
         """One call, sent to the instance's own account and region."""
         if where is None:
@@ -242,15 +184,16 @@ class DbbrainGateway:
         request._deserialize(params)
         last: CloudError | None = None
         tries: list[tuple[str, str | None]] = []
-        for attempt in range(1, self._max_attempts + 1):
+        max_attempts = 1 if quick else self._max_attempts
+        for attempt in range(1, max_attempts + 1):
             if attempt > 1:
                 # Exponential backoff with full jitter, so replicas do not retry in step.
                 self._sleep(random.uniform(0, min(2.0, 0.2 * 2 ** (attempt - 1))))
             try:
-                response = self._send(action, request, where)
+                response = self._send(action, request, where, quick)
             except TencentCloudSDKException as exc:
                 last, retry = self._translate(action, exc, attempt, idempotent)
-                retry = retry and attempt < self._max_attempts
+                retry = retry and attempt < max_attempts
                 tries.append((last.code, last.request_id))
                 last.tries = tuple(tries)
                 log.warning(
@@ -285,8 +228,12 @@ class DbbrainGateway:
             return self._locate(str(params["InstanceId"]), str(params.get("Product") or "mysql"))
         except UnknownInstance as exc:
             raise CloudError("ResourceNotFound", str(exc), action=action) from exc
+        except CloudError as exc:
+            if exc.action == "DescribeDiagDBInstances":
+                exc.action = action  # the lookup failed, so `action` was never sent
+            raise
 
-    def _send(self, action: str, request: object, where: Location) -> object:
+    def _send(self, action: str, request: object, where: Location, quick: bool = False) -> object:
         """One try: wait for the rate limiter, then call; both are timed for /metrics."""
         # DBbrain's reads are all Describe*; everything else stops or starts a task.
         urgent = not action.startswith("Describe")
@@ -295,7 +242,7 @@ class DbbrainGateway:
         began = time.perf_counter()
         metrics.rate_wait("urgent" if urgent else "read", began - asked)
         try:
-            response = getattr(self._client(where), action)(request)
+            response = getattr(self._client(where, quick), action)(request)
         except TencentCloudSDKException as exc:
             metrics.dbbrain_call(action, exc.get_code() or "Unknown", time.perf_counter() - began)
             raise

@@ -96,8 +96,14 @@ class Estate:
     _last_full: dict[str, float] = field(default_factory=dict)
     _refreshing: threading.Lock = field(default_factory=threading.Lock)
 
+    def _due(self, account: Account, now: float) -> bool:
+        return now - self._last_full.get(account.name, 0.0) >= self.max_age
+
     def refresh_soon(self) -> None:
         """Refresh on a thread of its own (at most one), so a slow DBbrain delays nobody."""
+        now = self.clock()
+        if not any(self._due(a, now) for a in self.accounts()):
+            return
         if self._refreshing.acquire(blocking=False):
 
             def run() -> None:
@@ -142,10 +148,17 @@ class Estate:
         if self.lister is None:
             return
         now = self.clock()
+        # Another replica's read counts too, the list being shared through the store: when even
+        # the account's oldest row is recent, its whole list was read recently.
+        oldest: dict[str, float] = {}
+        for info in self.cache.cached_instances():
+            oldest[info.account] = min(oldest.get(info.account, info.fetched_at), info.fetched_at)
         for account in self.accounts():
-            if not force and now - self._last_full.get(account.name, 0.0) < self.max_age:
+            if not force and not self._due(account, now):
                 continue
             self._last_full[account.name] = now
+            if not force and now - oldest.get(account.name, 0.0) < self.max_age:
+                continue
             rows: list[InstanceInfo] = []
             try:
                 for product in self.products:

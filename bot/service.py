@@ -19,8 +19,9 @@ from bot.access import Access, Membership
 from bot.audit import AuditEntry, entry
 from bot.cards import Cards, Notifier
 from bot.cloud import Cloud, CloudError
-from bot.estate import Estate, InstanceInfo, Location, UnknownInstance
-from bot.killtask import PRODUCTS, KillTaskSpec
+from bot.estate import Estate, InstanceInfo
+from bot.killtask import KillTaskSpec
+from bot.locating import locate_for_filing, options_for
 from bot.outcomes import Announcement, Happening, Outcome, Published
 from bot.policy import Decision, Policy, Target
 from bot.preview import Preview, list_filters, summarize
@@ -86,12 +87,13 @@ class KillTaskService:
         busy = self.store.active_on(spec.instance_id, spec.product)
         if busy is not None:
             return Outcome(False, busy_message(busy), busy, "instance_id")
-        where = self.locate(spec)
+        where = locate_for_filing(self.estate, spec)
         if isinstance(where, Outcome):
             return where
+        account, region = where
         detail = f"{spec.cloud_params()} reason={spec.reason!r} break_glass={break_glass}"
-        if where is not None:
-            detail += f" account={where.account.name} region={where.region}"
+        if account:
+            detail += f" account={account} region={region or 'unknown'}"
         request = self.store.insert_request(
             channel_id=channel_id,
             requester_id=user_id,
@@ -103,8 +105,8 @@ class KillTaskService:
             ),
             break_glass=break_glass,
             source_key=source_key,
-            account=where.account.name if where else None,
-            region=where.region if where else None,
+            account=account,
+            region=region,
         )
         if request is None:
             return Outcome(False, "This command was already received; its card is in the channel.")
@@ -118,38 +120,8 @@ class KillTaskService:
             )
         return Outcome(True, text, request)
 
-    def locate(self, spec: KillTaskSpec) -> Location | Outcome | None:
-        """Where the instance lives; an Outcome when it is unknown or cannot be looked up."""
-        if self.estate is None:
-            return None
-        try:
-            return self.estate.locate(spec.instance_id, spec.product)
-        except UnknownInstance as exc:
-            text = (
-                f"{spec.instance_id} is not an instance DBbrain lists ({exc}), so nothing was "
-                "filed. Check the ID, or pick the instance from the list in the form."
-            )
-            return Outcome(False, text, None, "instance_id")
-        except CloudError as error:
-            text = f"Could not look up {spec.instance_id}: {error.explain()}"
-            return Outcome(False, text, None, "instance_id")
-
     def instance_options(self, user_id: str, channel_id: str, typed: str) -> list[InstanceInfo]:
-        """The instances this person may request, matching what they typed, from the cache."""
-        if self.estate is None:
-            return []
-
-        policy = self.policy
-        groups = self.access.membership.groups_of(user_id, policy.groups)  # once, not per row
-
-        def allowed(info: InstanceInfo) -> bool:
-            product = info.product if info.product in PRODUCTS else "mysql"
-            target = Target(info.instance_id, product)
-            return policy.check("request", user_id, groups, channel_id, target).allowed
-
-        found = self.estate.options(typed, allowed)
-        self.estate.refresh_soon()  # reads DBbrain only when the list is old
-        return found
+        return options_for(self.estate, self.access, user_id, channel_id, typed)
 
     def publish(self, request: KillRequest) -> Published:
         """The slow part of filing: post the card, read the live preview, and start a
