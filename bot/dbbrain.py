@@ -216,9 +216,12 @@ class DbbrainGateway:
                     action=action,
                     tries=tuple(tries),
                 )
-            log.info(
-                "dbbrain_ok action=%s request_id=%s attempt=%d", action, response.RequestId, attempt
-            )
+            # The instance list is read in the background every few minutes: not worth a line.
+            level = logging.DEBUG if action == "DescribeDiagDBInstances" else logging.INFO
+            log.log(
+                level, "dbbrain_ok action=%s request_id=%s attempt=%d",
+                action, response.RequestId, attempt,
+            )  # fmt: skip
             return CloudResult(response.RequestId, attempts=attempt, tries=tuple(tries)), response
         assert last is not None
         raise last

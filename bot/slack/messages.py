@@ -160,7 +160,7 @@ def list_text(requests: list[KillRequest]) -> str:
     for request in requests:
         _, title = STATE_TITLES[request.state]
         lines.append(
-            f"• #{request.id} `{code(request.spec.instance_id)}` ({where(request)}) · {title} · "
+            f"• #{request.id} `{code(request.spec.instance_id)}` · {title} · {where(request)} · "
             f"{esc(describe_filters(request.spec))} · by {mention(request.requester_id)}"
         )
     return "\n".join(lines)
