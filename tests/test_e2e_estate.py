@@ -7,8 +7,10 @@ and before it expires.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -194,10 +196,14 @@ def test_an_assumed_account_uses_its_own_keys_and_refreshes_them(
     driver.file(south)
     driver.dbbrain.wait_for_calls("DescribeMySqlProcessList", 1)
     assert all(c.secret_id == SECRET_ID for c in calls_about(driver.dbbrain, south))
-    # Temporary keys and tokens never reach the log.
+    # Temporary keys and tokens never reach the log, the store or Slack.
     log = driver.bot.log()
+    database = Path(driver.bot.env["DATABASE_URL"].removeprefix("sqlite:///"))
+    stored = b"".join(p.read_bytes() for p in database.parent.glob(database.name + "*"))
+    sent = json.dumps([c.args for c in driver.slack.calls])
     for key in sts.issued:
-        assert key["TmpSecretKey"] not in log and key["Token"] not in log
+        for secret in (key["TmpSecretKey"], key["Token"]):
+            assert secret not in log and secret.encode() not in stored and secret not in sent
 
 
 def test_a_refused_assume_role_is_shown_and_asked_again_on_the_next_action(
