@@ -88,7 +88,7 @@ def main() -> None:
             return
         sys.exit(rehearse(sys.argv[1:]))
     try:
-        settings = load_settings()
+        settings = load_settings(needs_keys=needs_static_keys())
     except SettingsError as exc:
         fail([*exc.problems, "See .env.example for every setting."])
         return
@@ -112,6 +112,18 @@ def main() -> None:
         from bot.server import serve
 
         serve(settings, policy)
+
+
+def needs_static_keys() -> bool:
+    """Whether TENCENTCLOUD_SECRET_ID/KEY must be set: yes, unless the policy (read early,
+    and again below to report its problems) gives every account another source of keys."""
+    try:
+        policy = load_policy(os.environ.get("POLICY_FILE") or "policy.yaml")
+    except PolicyError:
+        return True
+    return any(
+        a.kind == "env" or (a.kind == "assume_role" and a.base is None) for a in policy.accounts
+    )
 
 
 def migrate_only() -> None:

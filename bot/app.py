@@ -22,12 +22,15 @@ from bot import metrics
 from bot.background import Background
 from bot.clock import Clock, Ticker
 from bot.config import Settings
-from bot.dbbrain import RATE_WINDOW, AllLimits, DbbrainGateway, RateLimiter
+from bot.credentials import Credentials
+from bot.dbbrain import RATE_WINDOW, AllLimits, DbbrainGateway, RateLimiter, split_endpoint
+from bot.estate import Estate
 from bot.health import Readiness
 from bot.policy import Policy, PolicyError, load_policy
 from bot.service import KillTaskService
 from bot.slack.adapters import SlackMembership, SlackNotifier
 from bot.slack.handlers import Handlers
+from bot.slack.picking import Picking
 from bot.slack.routes import register
 from bot.store import SharedRateLimit, Store, make_engine
 
@@ -92,19 +95,40 @@ def process_id() -> str:
 def build_service(settings: Settings, policy: Policy) -> tuple[KillTaskService, SlackNotifier]:
     store = Store(make_engine(settings.database_url.reveal()), on_audit=metrics.audited)
     client = web_client(settings)
+
+    def current() -> Policy:
+        """The service's policy, read on each call, so a reload (SIGHUP) applies at once."""
+        return service.policy
+
+    keys = None
+    if settings.tencent_secret_id and settings.tencent_secret_key:
+        token = settings.tencent_session_token
+        keys = (
+            settings.tencent_secret_id.reveal(),
+            settings.tencent_secret_key.reveal(),
+            token.reveal() if token else None,
+        )
+    credentials = Credentials(
+        lambda: current().accounts,
+        keys,
+        split_endpoint(settings.sts_endpoint),
+        timeout=settings.dbbrain_timeout,
+    )
+    estate = Estate(store, accounts=lambda: current().accounts, pins=lambda: current().regions)
     cloud = DbbrainGateway(
-        settings.tencent_secret_id.reveal(),
-        settings.tencent_secret_key.reveal(),
-        settings.tencent_session_token.reveal() if settings.tencent_session_token else None,
-        settings.tencent_region,
-        settings.dbbrain_endpoint,
+        endpoint=settings.dbbrain_endpoint,
         timeout=settings.dbbrain_timeout,
         limiter=AllLimits(RateLimiter(), SharedRateLimit(store.engine, window=RATE_WINDOW)),
+        credentials=credentials,
+        locate=estate.locate,
     )
+    estate.lister = cloud
     notifier = SlackNotifier(client, api_url=settings.slack_api_url)
     # Group lookups run before the ack: a short timeout keeps the ack inside Slack's 3 s.
     membership = SlackMembership(web_client(settings, timeout=2))
-    service = KillTaskService(store, cloud, policy, notifier, membership, process_id=process_id())
+    service = KillTaskService(
+        store, cloud, policy, notifier, membership, process_id=process_id(), estate=estate
+    )
     notifier.approvals_required = lambda: service.policy.approval.required  # read per card
     return service, notifier
 
@@ -122,7 +146,7 @@ def build_bot(settings: Settings, policy: Policy) -> Bot:
         request_verification_enabled=False,
     )
     background = Background()
-    register(app, Handlers(service, notifier, background))
+    register(app, Handlers(service, notifier, background), Picking(service, notifier))
     clock = Clock(
         service,
         heartbeat_grace=max(5 * settings.tick_seconds, 2.0),

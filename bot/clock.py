@@ -53,11 +53,16 @@ class Clock:
             self._catch_up_cards,
             self._post_missing_cards,
             self._count,
+            self._refresh_instances,
         ):
             try:
                 step(now)
             except Exception:  # one step failing must not stop the others
                 log.exception("clock_step_failed step=%s", step.__name__.strip("_"))
+
+    def _refresh_instances(self, now: float) -> None:
+        if self.service.estate is not None:
+            self.service.estate.refresh_soon()  # reads DBbrain only when the list is old
 
     def _expire(self, now: float) -> None:
         for request in self.store.due_to_expire(now):

@@ -61,6 +61,18 @@ class CloudError(Exception):
         nothing = (
             "Nothing was created." if self.action == "CreateKillTask" else "Nothing was changed."
         )
+        if self.action == "AssumeRole":
+            return (
+                f"STS refused to let the bot assume this account's role ({code}: "
+                f"{self.message}). Nothing was sent to DBbrain. An admin needs to check the "
+                "role's trust policy and the keys it is assumed with; the bot asks STS again "
+                "on the next action."
+            )
+        if self.action == "Credentials":
+            return (
+                f"The bot has no cloud keys for this ({self.message}). Nothing was sent to "
+                "DBbrain. An admin needs to set them up (README: Accounts and credentials)."
+            )
         if self.outcome_unknown:
             return (
                 f"{self.action} was sent but no clear answer came back ({self.message}), so the "
@@ -110,6 +122,8 @@ class CloudError(Exception):
 
 
 class Cloud(Protocol):
+    """Every call about an instance goes to that instance's own account and region."""
+
     def create_kill_task(self, spec: KillTaskSpec) -> CloudResult: ...
 
     def cancel_kill_task(self, instance_id: str, product: str) -> CloudResult: ...

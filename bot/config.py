@@ -54,7 +54,6 @@ class Settings:
     tencent_secret_id: Secret
     tencent_secret_key: Secret
     tencent_session_token: Secret | None
-    tencent_region: str | None
     dbbrain_endpoint: str
     dbbrain_timeout: int
     policy_file: str
@@ -66,6 +65,7 @@ class Settings:
     migrate_on_start: bool = True
     log_format: str = "keyvalue"
     health_port: int = 8080  # Socket Mode's /healthz, /readyz and /metrics
+    sts_endpoint: str = "https://sts.tencentcloudapi.com"  # AssumeRole for the policy's accounts
 
     @property
     def socket_mode(self) -> bool:
@@ -85,7 +85,8 @@ class Settings:
         return [v for v in found if len(v) >= 6]
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(env: Mapping[str, str] | None = None, needs_keys: bool = True) -> Settings:
+    """`needs_keys`: the policy has an account on the static keys (env), so they must be set."""
     env = os.environ if env is None else env
     problems: list[str] = []
 
@@ -122,10 +123,22 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         problems.append("SLACK_API_URL must be an http(s) URL such as https://slack.com/api/.")
     api_url = api_url if api_url.endswith("/") else api_url + "/"
 
-    secret_id = required(
-        "TENCENTCLOUD_SECRET_ID", None, "the CAM API key ID the bot calls DBbrain with"
-    )
-    secret_key = required("TENCENTCLOUD_SECRET_KEY", None, "the CAM API key secret")
+    if needs_keys:
+        secret_id = required(
+            "TENCENTCLOUD_SECRET_ID", None, "the CAM API key ID the bot calls DBbrain with"
+        )
+        secret_key = required("TENCENTCLOUD_SECRET_KEY", None, "the CAM API key secret")
+    else:
+        secret_id = Secret(get("TENCENTCLOUD_SECRET_ID") or "")
+        secret_key = Secret(get("TENCENTCLOUD_SECRET_KEY") or "")
+    sts_endpoint = get("TENCENTCLOUD_STS_ENDPOINT", "https://sts.tencentcloudapi.com") or ""
+    try:
+        split_endpoint(sts_endpoint)
+    except ValueError:
+        problems.append(
+            "TENCENTCLOUD_STS_ENDPOINT must look like https://sts.tencentcloudapi.com or "
+            "http://host:port."
+        )
     token_raw = get("TENCENTCLOUD_SESSION_TOKEN")
 
     endpoint = get("DBBRAIN_ENDPOINT", DEFAULT_ENDPOINT) or DEFAULT_ENDPOINT
@@ -179,7 +192,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tencent_secret_id=secret_id,
         tencent_secret_key=secret_key,
         tencent_session_token=Secret(token_raw) if token_raw else None,
-        tencent_region=get("TENCENTCLOUD_REGION"),
         dbbrain_endpoint=endpoint,
         dbbrain_timeout=timeout,
         policy_file=get("POLICY_FILE", "policy.yaml") or "policy.yaml",
@@ -191,6 +203,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         migrate_on_start=migrate_raw in ("true", "1", "yes"),
         log_format=log_format,
         health_port=health_port,
+        sts_endpoint=sts_endpoint,
     )
 
 

@@ -1,6 +1,6 @@
-"""The gateway to DBbrain: the only module that imports Tencent's SDK.
+"""The gateway to DBbrain: with bot.credentials, the only module that imports Tencent's SDK.
 
-It holds the client-side rate limit, the retry loop, and the mapping of SDK errors to
+It waits on the rate limit (bot.limits), runs the retry loop, and maps SDK errors to
 `bot.cloud.CloudError`. The SDK's own StandardRetryer is never used: it re-sends a call that
 already succeeded, which here would create a kill task twice.
 """
@@ -11,12 +11,9 @@ import logging
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from typing import Protocol
 
 import requests
-from tencentcloud.common import credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
@@ -25,84 +22,33 @@ from urllib3.exceptions import NewConnectionError
 
 from bot import metrics
 from bot.cloud import DEFAULT_ENDPOINT, CloudError, CloudResult, SessionList, split_endpoint
+from bot.credentials import Credentials
+from bot.estate import DEFAULT_ACCOUNTS, Account, InstanceInfo, Location, UnknownInstance
 from bot.killtask import KillTaskSpec
+from bot.limits import RATE_PER_SECOND, RATE_WINDOW, AllLimits, Limiter, RateLimiter
 
 log = logging.getLogger(__name__)
 
-RATE_PER_SECOND = 20
-# The window is a little longer than DBbrain's second: calls granted a second apart can still
-# arrive closer together after network jitter (measured: 21-22 in a second without it).
-RATE_WINDOW = 1.2
+# The limiter lives in bot.limits; these names stay importable from here.
+__all__ = [
+    "RATE_PER_SECOND", "RATE_WINDOW", "AllLimits", "DbbrainGateway", "Limiter", "RateLimiter",
+    "endpoint_for", "split_endpoint",
+]  # fmt: skip
+
+LIST_REGION = "ap-guangzhou"  # where the SDK's docs say to ask DescribeDiagDBInstances
+LIST_PAGE = 100
+QUICK_TIMEOUT = 2  # seconds for a lookup made before Slack's ack
 _THROTTLED = "RequestLimitExceeded"
 BUDGET_IN_USE = "ReadBudgetInUse"  # the bot's own limiter, not DBbrain: nothing was sent
 
 
-class RateLimiter:
-    """At most `rate` calls in any window (a sliding window, not a bucket, so a burst at a
-    window's edge cannot double the rate DBbrain sees), of which reads may take at most
-    `read_rate`: the rest of every window stays free for stops and starts, so a flood of
-    previews, refreshes and samples never delays a CancelKillTask or a CreateKillTask."""
-
-    def __init__(
-        self,
-        rate: int = RATE_PER_SECOND,
-        clock: Callable[[], float] = time.monotonic,
-        window: float = RATE_WINDOW,
-        read_rate: int = 14,  # so 6 of every 20 slots are kept for stops and starts
-        sleep: Callable[[float], None] = time.sleep,
-    ):
-        if not 0 < read_rate <= rate:
-            raise ValueError("read_rate must be from 1 to rate")
-        self.rate = rate
-        self.read_rate = read_rate
-        self.window = window
-        self._clock = clock
-        self._sleep = sleep
-        self._sent: deque[float] = deque()  # every call granted in the window
-        self._reads: deque[float] = deque()  # the reads among them
-        self._lock = threading.Lock()
-
-    def acquire(self, urgent: bool = False, wait: bool = True) -> bool:
-        """Wait for a slot. An urgent call (a stop or a start) may take any free slot; a read
-        waits, never fails, while reads already hold their share of the window. With
-        `wait=False`, take a slot only if one is free now (False otherwise)."""
-        while True:
-            with self._lock:
-                now = self._clock()
-                for sent in (self._sent, self._reads):
-                    while sent and now - sent[0] >= self.window:
-                        sent.popleft()
-                # The oldest grant that must leave the window before this call may go.
-                blockers = []
-                if len(self._sent) >= self.rate:
-                    blockers.append(self._sent[0])
-                if not urgent and len(self._reads) >= self.read_rate:
-                    blockers.append(self._reads[0])
-                if not blockers:
-                    self._sent.append(now)
-                    if not urgent:
-                        self._reads.append(now)
-                    return True
-                if not wait:
-                    return False
-                pause = max(blockers) + self.window - now
-            self._sleep(max(pause, 0.001))
-
-
-class Limiter(Protocol):
-    def acquire(self, urgent: bool = False, wait: bool = True) -> bool: ...
-
-
-class AllLimits:
-    """Wait for every limit in turn: this process's own first (cheap), then the shared one."""
-
-    def __init__(self, *limiters: Limiter):
-        self.limiters = limiters
-
-    def acquire(self, urgent: bool = False, wait: bool = True) -> bool:
-        # Without waiting, a slot taken here may go unused when the shared limit is full: a
-        # little under the rate, never over it.
-        return all(limiter.acquire(urgent, wait) for limiter in self.limiters)
+def endpoint_for(region: str, override: str | None) -> str:
+    """DBBRAIN_ENDPOINT when set; a financial region's own host; else the global one."""
+    if override:
+        return override
+    if region.endswith("-fsi"):
+        return f"https://dbbrain.{region}.tencentcloudapi.com"
+    return DEFAULT_ENDPOINT
 
 
 def _sent_nothing(exc: TencentCloudSDKException) -> bool:
@@ -128,33 +74,70 @@ class DbbrainGateway:
 
     def __init__(
         self,
-        secret_id: str,
-        secret_key: str,
+        secret_id: str = "",
+        secret_key: str = "",
         token: str | None = None,
         region: str | None = None,
-        endpoint: str = DEFAULT_ENDPOINT,
+        endpoint: str | None = DEFAULT_ENDPOINT,
         timeout: int = 10,
         max_attempts: int = 4,
         limiter: Limiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        *,
+        credentials: Credentials | None = None,
+        locate: Callable[[str, str], Location] | None = None,
     ):
-        scheme, host = split_endpoint(endpoint)
-        self._cred = credential.Credential(secret_id, secret_key, token or None)
-        self._profile = ClientProfile(
-            httpProfile=HttpProfile(protocol=scheme, endpoint=host, reqTimeout=timeout)
+        # `endpoint` overrides every region's endpoint; None picks each region's own.
+        if endpoint:
+            split_endpoint(endpoint)
+        self._override = None if endpoint == DEFAULT_ENDPOINT else endpoint
+        self._timeout = timeout
+        self._credentials = credentials or Credentials(
+            lambda: DEFAULT_ACCOUNTS, (secret_id, secret_key, token or None)
         )
-        self._region = region or ""
+        fixed = Location(DEFAULT_ACCOUNTS[0], region or LIST_REGION)
+        self._locate = locate or (lambda instance_id, product: fixed)
         self._max_attempts = max_attempts
         self._limiter = limiter or RateLimiter()
         self._sleep = sleep
-        self._local = threading.local()  # one SDK client (and HTTP session) per thread
+        self._local = threading.local()  # SDK clients (and HTTP sessions) per thread
 
-    def _client(self) -> dbbrain_client.DbbrainClient:
-        client = getattr(self._local, "client", None)
+    def _client(self, where: Location, quick: bool = False) -> dbbrain_client.DbbrainClient:
+        clients = getattr(self._local, "clients", None)
+        if clients is None:
+            clients = self._local.clients = {}
+        key = (where.account, where.region, quick)
+        client = clients.get(key)
         if client is None:
-            client = dbbrain_client.DbbrainClient(self._cred, self._region, self._profile)
-            self._local.client = client
+            timeout = min(QUICK_TIMEOUT, self._timeout) if quick else self._timeout
+            scheme, host = split_endpoint(endpoint_for(where.region, self._override))
+            profile = ClientProfile(
+                httpProfile=HttpProfile(protocol=scheme, endpoint=host, reqTimeout=timeout)
+            )
+            provider = self._credentials.provider(where.account)
+            client = dbbrain_client.DbbrainClient(provider, where.region, profile)
+            clients[key] = client
         return client
+
+    def list_instances(
+        self, account: Account, product: str, instance_ids: list[str] | None = None
+    ) -> list[InstanceInfo]:
+        """DescribeDiagDBInstances in pages of 100: the instances DBbrain knows in `account`.
+        A lookup of named instances runs before Slack's ack: one quick try, no retries."""
+        where = Location(account, LIST_REGION)
+        found: list[InstanceInfo] = []
+        while True:
+            params: dict[str, object] = {
+                "IsSupported": True, "Product": product, "Offset": len(found), "Limit": LIST_PAGE,
+            }  # fmt: skip
+            if instance_ids:
+                params["InstanceIds"] = instance_ids
+            quick = bool(instance_ids)
+            _, response = self._call_raw("DescribeDiagDBInstances", params, True, where, quick)
+            items = response.Items or []
+            found += [_info(item, account.name, product) for item in items]
+            if not items or len(found) >= (response.TotalCount or 0):
+                return found
 
     def create_kill_task(self, spec: KillTaskSpec) -> CloudResult:
         return self._call("CreateKillTask", spec.cloud_params(), idempotent=False)
@@ -178,21 +161,33 @@ class DbbrainGateway:
         return self._call_raw(action, params, idempotent)[0]
 
     def _call_raw(
-        self, action: str, params: dict[str, object], idempotent: bool, wait: bool = True
+        self,
+        action: str,
+        params: dict[str, object],
+        idempotent: bool,
+        where: Location | None = None,
+        quick: bool = False,
+        wait: bool = True,
     ) -> tuple[CloudResult, object]:
+        """One call, sent to the instance's own account and region."""
+        if where is None:
+            where = self._where(action, params)
+        # Keys first (a refused AssumeRole is one error, outside the retry loop below).
+        self._credentials.check(where.account)
         request = getattr(models, f"{action}Request")()
         request._deserialize(params)
         last: CloudError | None = None
         tries: list[tuple[str, str | None]] = []
-        for attempt in range(1, self._max_attempts + 1):
+        max_attempts = 1 if quick else self._max_attempts
+        for attempt in range(1, max_attempts + 1):
             if attempt > 1:
                 # Exponential backoff with full jitter, so replicas do not retry in step.
                 self._sleep(random.uniform(0, min(2.0, 0.2 * 2 ** (attempt - 1))))
             try:
-                response = self._send(action, request, wait)
+                response = self._send(action, request, where, quick, wait)
             except TencentCloudSDKException as exc:
                 last, retry = self._translate(action, exc, attempt, idempotent)
-                retry = retry and attempt < self._max_attempts
+                retry = retry and attempt < max_attempts
                 tries.append((last.code, last.request_id))
                 last.tries = tuple(tries)
                 log.warning(
@@ -215,14 +210,30 @@ class DbbrainGateway:
                     action=action,
                     tries=tuple(tries),
                 )
-            log.info(
-                "dbbrain_ok action=%s request_id=%s attempt=%d", action, response.RequestId, attempt
-            )
+            # The instance list is read in the background every few minutes: not worth a line.
+            level = logging.DEBUG if action == "DescribeDiagDBInstances" else logging.INFO
+            log.log(
+                level, "dbbrain_ok action=%s request_id=%s attempt=%d",
+                action, response.RequestId, attempt,
+            )  # fmt: skip
             return CloudResult(response.RequestId, attempts=attempt, tries=tuple(tries)), response
         assert last is not None
         raise last
 
-    def _send(self, action: str, request: object, wait: bool = True) -> object:
+    def _where(self, action: str, params: dict[str, object]) -> Location:
+        try:
+            return self._locate(str(params["InstanceId"]), str(params.get("Product") or "mysql"))
+        except UnknownInstance as exc:
+            raise CloudError("ResourceNotFound", str(exc), action=action) from exc
+        except CloudError as exc:
+            if exc.action == "DescribeDiagDBInstances":
+                exc.action = action  # the lookup failed, so `action` was never sent
+            raise
+
+    def _send(
+        self, action: str, request: object, where: Location, quick: bool = False,
+        wait: bool = True,
+    ) -> object:  # fmt: skip
         """One try: wait for the rate limiter, then call; both are timed for /metrics. Without
         `wait`, a call that finds no free slot is not sent (CloudError ReadBudgetInUse)."""
         # DBbrain's reads are all Describe*; everything else stops or starts a task.
@@ -235,7 +246,7 @@ class DbbrainGateway:
         began = time.perf_counter()
         metrics.rate_wait("urgent" if urgent else "read", began - asked)
         try:
-            response = getattr(self._client(), action)(request)
+            response = getattr(self._client(where, quick), action)(request)
         except TencentCloudSDKException as exc:
             metrics.dbbrain_call(action, exc.get_code() or "Unknown", time.perf_counter() - began)
             raise
@@ -272,3 +283,16 @@ class DbbrainGateway:
             code, message, attempts=attempt, outcome_unknown=not idempotent, action=action
         )
         return error, idempotent
+
+
+def _info(item: object, account: str, product: str) -> InstanceInfo:
+    get = item.__dict__.get  # the SDK model's fields are _Name attributes
+    return InstanceInfo(
+        instance_id=get("_InstanceId") or "",
+        name=get("_InstanceName") or "",
+        region=get("_Region") or "",
+        product=get("_Product") or product,
+        health_score=get("_HealthScore"),
+        event_count=get("_EventCount"),
+        account=account,
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from bot.estate import DEFAULT_ACCOUNTS, Account, parse_accounts, parse_regions
 from bot.killtask import PRODUCTS, UNTIL_STOPPED
 
 VERBS = ("request", "approve", "reject", "stop", "preview", "kill_all", "break_glass")
@@ -24,7 +25,7 @@ _GROUP_RE = re.compile(r"^S[A-Z0-9]{2,}$")
 _CHANNEL_RE = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 _ROLE_KEYS = {"members", "allow", "instances", "products", "max_duration"}
 _APPROVAL_KEYS = {"required", "allow_self_approval", "expires_after_minutes"}
-_TOP_KEYS = {"channels", "approval", "roles", "protected_users", "preview"}
+_TOP_KEYS = {"channels", "approval", "roles", "protected_users", "preview", "accounts", "regions"}
 
 
 class PolicyError(ValueError):
@@ -80,6 +81,8 @@ class Policy:
     channels: frozenset[str] | None = None
     protected_users: frozenset[str] = frozenset()
     show_statements: bool = True  # statements can hold customer data; a policy may hide them
+    accounts: tuple[Account, ...] = DEFAULT_ACCOUNTS  # first match wins
+    regions: tuple[tuple[str, str], ...] = ()  # instance pattern → pinned region
     groups: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -188,7 +191,12 @@ def parse_policy(data: object) -> Policy:
     show = preview.get("show_statements", True)
     if not isinstance(show, bool):
         raise PolicyError("preview.show_statements: must be true or false")
-    return Policy(roles, approval, channels, frozenset(protected), show)
+    try:
+        accounts = parse_accounts(data["accounts"]) if "accounts" in data else DEFAULT_ACCOUNTS
+        regions = parse_regions(data["regions"]) if "regions" in data else ()
+    except ValueError as exc:
+        raise PolicyError(str(exc)) from None
+    return Policy(roles, approval, channels, frozenset(protected), show, accounts, regions)
 
 
 def _parse_approval(data: object) -> Approval:

@@ -75,6 +75,8 @@ class KillRequest:
     stopped_at: float | None = None
     card_rev: int = 0
     preview: dict | None = None  # the last live preview, as stored (see bot.preview)
+    account: str | None = None  # the policy's account the task runs in
+    region: str | None = None  # the instance's region, as found when it was filed
 
     @property
     def is_open(self) -> bool:

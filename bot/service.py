@@ -19,7 +19,9 @@ from bot.access import Access, Membership
 from bot.audit import AuditEntry, entry
 from bot.cards import Cards, Notifier
 from bot.cloud import Cloud, CloudError
+from bot.estate import Estate, InstanceInfo
 from bot.killtask import KillTaskSpec
+from bot.locating import locate_for_filing, options_for
 from bot.outcomes import Announcement, Happening, Outcome, Published
 from bot.policy import Decision, Policy, Target
 from bot.preview import Preview, list_filters, summarize
@@ -43,7 +45,9 @@ class KillTaskService:
         membership: Membership,
         clock: Callable[[], float] = time.time,
         process_id: str = "local",
+        estate: Estate | None = None,  # None: one account, region not tracked (unit tests)
     ):
+        self.estate = estate
         self.store = store
         self.cloud = cloud
         self.access = Access(policy, membership, store)
@@ -83,7 +87,13 @@ class KillTaskService:
         busy = self.store.active_on(spec.instance_id, spec.product)
         if busy is not None:
             return Outcome(False, busy_message(busy), busy, "instance_id")
+        where = locate_for_filing(self.estate, spec)
+        if isinstance(where, Outcome):
+            return where
+        account, region = where
         detail = f"{spec.cloud_params()} reason={spec.reason!r} break_glass={break_glass}"
+        if account:
+            detail += f" account={account} region={region or 'unknown'}"
         request = self.store.insert_request(
             channel_id=channel_id,
             requester_id=user_id,
@@ -95,6 +105,8 @@ class KillTaskService:
             ),
             break_glass=break_glass,
             source_key=source_key,
+            account=account,
+            region=region,
         )
         if request is None:
             return Outcome(False, "This command was already received; its card is in the channel.")
@@ -107,6 +119,9 @@ class KillTaskService:
                 f"{'s' if missing > 1 else ''} from someone else before anything is killed."
             )
         return Outcome(True, text, request)
+
+    def instance_options(self, user_id: str, channel_id: str, typed: str) -> list[InstanceInfo]:
+        return options_for(self.estate, self.access, user_id, channel_id, typed)
 
     def publish(self, request: KillRequest) -> Published:
         """The first slow part of filing: post the card."""

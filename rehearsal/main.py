@@ -18,6 +18,8 @@ from standins.slack_api import FakeSlack
 from standins.slack_client import SlackSender
 
 INSTANCE = "cdb-rehearsal"
+SECOND = "cdb-rehearsal-south"  # simulated sessions, in a second region
+REGIONS = {INSTANCE: "ap-shanghai", SECOND: "ap-guangzhou"}
 CHANNEL = "C0REHEARSAL"
 SECRET_ID, SECRET_KEY = "AKIDREHEARSAL", "rehearsal-secret-key"
 BOT_TOKEN, SIGNING_SECRET = "xoxb-rehearsal", "rehearsal-signing-secret"
@@ -68,12 +70,16 @@ def main(argv: list[str] | None = None) -> int:
         FakeSlack(bot_token=BOT_TOKEN) as slack,
         DbbrainEmulator(keys={SECRET_ID: SECRET_KEY}, backends={INSTANCE: sessions}) as emulator,
     ):
+        emulator.set_process_list(SECOND, simulated_rows())
+        for instance, region in REGIONS.items():
+            emulator.place(instance, region, name=f"orders ({region})")
         bot = start_bot(folder, slack.url, emulator.endpoint)
         try:
             sender = SlackSender(bot.url, SIGNING_SECRET)
             chat = Chat(sender, slack, CHANNEL, args.user, out, lambda: describe(sessions))
             chat.settle(quiet=0.3, limit=3)
-            print(f"Instance {INSTANCE} in channel {CHANNEL}. The policy:\n{POLICY}", file=out)
+            where = ", ".join(f"{i} ({r})" for i, r in REGIONS.items())
+            print(f"Instances {where} in channel {CHANNEL}. The policy:\n{POLICY}", file=out)
             print(HELP + "\n", file=out, flush=True)
             chat.run(*chat_lines(args.script, chat))
         finally:

@@ -330,6 +330,12 @@ class FakeSlack:
                 if key in args:
                     state[key] = args[key]
             return {"ok": True, "channel": channel, "ts": ts, "text": state["text"]}
+        if method == "chat.getPermalink":
+            channel, ts = str(args.get("channel", "")), str(args.get("message_ts", ""))
+            if (channel, ts) not in self.messages:
+                return {"ok": False, "error": "message_not_found"}
+            link = f"https://test.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+            return {"ok": True, "channel": channel, "permalink": link}
         if method == "conversations.history":
             return self._history(args)
         if method == "chat.postEphemeral":

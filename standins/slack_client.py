@@ -1,4 +1,5 @@
-"""What Slack itself sends to the bot: signed slash commands, button clicks and modal submissions.
+"""What Slack itself sends to the bot: signed slash commands, button clicks, modal submissions,
+option lookups (block_suggestion) and message shortcuts (message_action).
 
 The ``*_payload`` functions give the raw payload dicts (Socket Mode envelopes carry these); the
 ``*_body`` functions give the form-encoded HTTP bodies; ``SlackSender`` signs and posts them.
@@ -189,6 +190,73 @@ def view_submission_body(callback_id: str, values: dict[str, dict[str, Any]], **
     return urlencode({"payload": json.dumps(payload)})
 
 
+def block_suggestion_payload(
+    action_id: str,
+    block_id: str,
+    value: str,
+    user_id: str = "U0REQUESTER",
+    private_metadata: str = "",
+    view_id: str = "V0000001",
+    team_id: str = "T0TEST",
+    user_name: str | None = None,
+) -> dict[str, Any]:
+    """What Slack sends while someone types in an external_select of an open modal."""
+    return {
+        "type": "block_suggestion",
+        "user": _user(user_id, user_name, team_id),
+        "container": {"type": "view", "view_id": view_id},
+        "api_app_id": APP_ID,
+        "token": "verification-token",
+        "action_id": action_id,
+        "block_id": block_id,
+        "value": value,
+        "team": {**TEAM, "id": team_id},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "view": {
+            "id": view_id,
+            "team_id": team_id,
+            "type": "modal",
+            "callback_id": "killtask_file",
+            "private_metadata": private_metadata,
+            "blocks": [],
+            "state": {"values": {}},
+            "app_id": APP_ID,
+            "bot_id": "BBOT",
+        },
+    }
+
+
+def message_action_payload(
+    callback_id: str,
+    message_text: str,
+    user_id: str = "U0REQUESTER",
+    channel_id: str = "C0INCIDENT",
+    message_ts: str | None = None,
+    trigger_id: str | None = None,
+    response_url: str | None = None,
+    team_id: str = "T0TEST",
+    user_name: str | None = None,
+) -> dict[str, Any]:
+    """A message shortcut ("message_action") on a message someone else posted."""
+    ts = message_ts or f"{int(time.time())}.{uuid.uuid4().int % 10**6:06d}"
+    return {
+        "type": "message_action",
+        "token": "verification-token",
+        "action_ts": f"{time.time():.6f}",
+        "team": {**TEAM, "id": team_id},
+        "user": _user(user_id, user_name, team_id),
+        "channel": {"id": channel_id, "name": "incident"},
+        "is_enterprise_install": False,
+        "enterprise": None,
+        "callback_id": callback_id,
+        "trigger_id": trigger_id or _trigger_id(),
+        "response_url": response_url or "https://hooks.slack.com/app/T0TEST/1/x",
+        "message_ts": ts,
+        "message": {"type": "message", "user": "U0ALERTS", "text": message_text, "ts": ts},
+    }
+
+
 class SlackSender:
     """Posts signed requests to the bot's /slack/events endpoint, as Slack does."""
 
@@ -238,6 +306,15 @@ class SlackSender:
     ) -> tuple[int, str, Any]:
         kw.setdefault("response_url", self.hook_url)
         return self.post(action_body(action_id, value, **kw), retry_num=retry_num)
+
+    def suggest(self, action_id: str, block_id: str, value: str, **kw: Any) -> tuple[int, str, Any]:
+        payload = block_suggestion_payload(action_id, block_id, value, **kw)
+        return self.post(urlencode({"payload": json.dumps(payload)}))
+
+    def shortcut(self, callback_id: str, message_text: str, **kw: Any) -> tuple[int, str, Any]:
+        kw.setdefault("response_url", self.hook_url)
+        payload = message_action_payload(callback_id, message_text, **kw)
+        return self.post(urlencode({"payload": json.dumps(payload)}))
 
     def submit_view(
         self,

@@ -273,3 +273,20 @@ def test_bot_exits_2_when_slack_refuses_the_token(tmp_path: Path) -> None:
     assert "killtask: Slack refused SLACK_BOT_TOKEN (invalid_auth)" in proc.stderr
     for secret in SECRETS:
         assert secret not in proc.stderr + proc.stdout
+
+
+def test_static_keys_are_optional_when_the_policy_names_other_credentials() -> None:
+    env = {k: v for k, v in REQUIRED.items() if not k.startswith("TENCENTCLOUD_")}
+    assert [p.split(" ")[0] for p in problems_of(env)] == [
+        "TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY",
+    ]  # fmt: skip
+    settings = load_settings(env, needs_keys=False)
+    assert not settings.tencent_secret_id and not settings.tencent_secret_key
+    assert settings.sts_endpoint == "https://sts.tencentcloudapi.com"
+
+
+def test_the_sts_endpoint_is_a_url() -> None:
+    settings = load_settings({**REQUIRED, "TENCENTCLOUD_STS_ENDPOINT": "http://127.0.0.1:9"})
+    assert settings.sts_endpoint == "http://127.0.0.1:9"
+    (problem,) = problems_of({**REQUIRED, "TENCENTCLOUD_STS_ENDPOINT": "ftp://sts"})
+    assert problem.startswith("TENCENTCLOUD_STS_ENDPOINT must look like")

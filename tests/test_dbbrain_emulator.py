@@ -41,7 +41,7 @@ def client(emulator: DbbrainEmulator, monkeypatch: pytest.MonkeyPatch) -> Client
         endpoint = f"127.0.0.1:{emulator.port}"  # no scheme: it is sent and signed as Host
         http = HttpProfile(protocol="http", endpoint=endpoint, reqTimeout=timeout)
         cred = credential.Credential(secret_id, secret_key, token)
-        return dbbrain_client.DbbrainClient(cred, "", ClientProfile(httpProfile=http))
+        return dbbrain_client.DbbrainClient(cred, "ap-guangzhou", ClientProfile(httpProfile=http))
 
     return make
 

@@ -56,7 +56,7 @@ def make_client(emulator: DbbrainEmulator, monkeypatch: pytest.MonkeyPatch) -> C
         monkeypatch.delenv(name, raising=False)
     http = HttpProfile(protocol="http", endpoint=emulator.netloc, reqTimeout=10)
     cred = credential.Credential("AKIDEMULATOR", "emulator-secret")
-    return dbbrain_client.DbbrainClient(cred, "", ClientProfile(httpProfile=http))
+    return dbbrain_client.DbbrainClient(cred, "ap-guangzhou", ClientProfile(httpProfile=http))
 
 
 def call(client: Client, action: str, **params: Any) -> Any:

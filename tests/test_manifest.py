@@ -59,3 +59,13 @@ def test_manifest_asks_for_the_scopes_the_bot_uses(manifest: dict[str, Any]) -> 
     assert {"commands", "chat:write", "usergroups:read"} <= scopes
     # conversations.history, to find a card whose post went unanswered, in any channel kind
     assert {"channels:history", "groups:history"} <= scopes
+
+
+def test_manifest_declares_the_message_shortcut_and_the_options_url(
+    manifest: dict[str, Any],
+) -> None:
+    shortcuts = manifest["features"]["shortcuts"]
+    (shortcut,) = [s for s in shortcuts if s["callback_id"] == "killtask_from_message"]
+    assert shortcut["type"] == "message" and shortcut["name"] == "Kill sessions…"
+    interactivity = manifest["settings"]["interactivity"]
+    assert interactivity["message_menu_options_url"] == interactivity["request_url"]

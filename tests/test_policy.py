@@ -128,7 +128,10 @@ def test_role_errors_name_the_field(tmp_path: Path, settings: dict, message: str
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (GOOD + "chanels: [C0X]\n", "chanels: unknown setting; known are approval, channels"),
+        (
+            GOOD + "chanels: [C0X]\n",
+            "chanels: unknown setting; known are accounts, approval, channels",
+        ),
         (GOOD.replace("[C0INCIDENT]", "[incident]"), "channels[0]: 'incident' is not a channel"),
         (GOOD.replace("required: 1", "required: 0"), "approval.required: must be a whole number"),
         (GOOD.replace("required: 1", "required: 11"), "approval.required: must be a whole number"),

@@ -104,6 +104,25 @@ class SlackNotifier:
         except Exception as exc:
             _failed("chat.postMessage", request, _reason(exc))
 
+    def link_card(self, request: KillRequest, thread_ts: str) -> None:
+        """A reply under the message the request was filed from, linking to its card."""
+        link = None
+        try:
+            found = self.client.chat_getPermalink(
+                channel=request.channel_id, message_ts=request.message_ts
+            )
+            link = found.get("permalink")
+        except Exception as exc:
+            log.info("permalink_failed channel=%s error=%s", request.channel_id, _reason(exc))
+        try:
+            self.client.chat_postMessage(
+                channel=request.channel_id,
+                thread_ts=thread_ts,
+                text=messages.card_link(request, link),
+            )
+        except Exception as exc:
+            _failed("chat.postMessage", request, _reason(exc))
+
     def tell(
         self, channel_id: str, user_id: str, text: str, response_url: str | None = None
     ) -> None:

@@ -78,6 +78,11 @@ def card_text(request: KillRequest) -> str:
     return f"Kill-task request #{request.id} on {esc(request.spec.instance_id)}: {title}"
 
 
+def where(request: KillRequest) -> str:
+    """The request's account and region, as the card and the list show them."""
+    return f"`{esc(request.account or 'default')}` · `{esc(request.region or 'unknown')}`"
+
+
 def card(request: KillRequest, approvals_required: int = 1) -> list[dict]:
     spec = request.spec
     emoji, title = STATE_TITLES[request.state]
@@ -97,14 +102,15 @@ def card(request: KillRequest, approvals_required: int = 1) -> list[dict]:
         )
     if request.break_glass:
         blocks.append(section(":rotating_light: *Break-glass: this request skipped approval.*"))
-    blocks.append(
-        _fields(
-            ("Instance", f"`{esc(spec.instance_id)}`"),
-            ("Product", f"{PRODUCTS[spec.product]} (`{spec.product}`)"),
-            ("Duration", _duration_line(request)),
-            ("Requested by", mention(request.requester_id)),
-        )
-    )
+    pairs = [
+        ("Instance", f"`{esc(spec.instance_id)}`"),
+        ("Product", f"{PRODUCTS[spec.product]} (`{spec.product}`)"),
+        ("Duration", _duration_line(request)),
+        ("Requested by", mention(request.requester_id)),
+    ]
+    if request.account or request.region:
+        pairs.append(("Account · region", where(request)))
+    blocks.append(_fields(*pairs))
     blocks.append(section(f"*Kills* {esc(describe_filters(spec))}"))
     if spec.reason:
         blocks.append(section(f"*Reason:* {esc(spec.reason)}"))

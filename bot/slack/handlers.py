@@ -179,7 +179,10 @@ class Handlers:
         if filed.ok and filed.request is not None:
             self._publish_later(filed, tell)
 
-    def _publish_later(self, filed: Outcome, tell: Callable[[str], None]) -> None:
+    def _publish_later(
+        self, filed: Outcome, tell: Callable[[str], None], thread_ts: str | None = None
+    ) -> None:
+        """Post the card; filed from a message (shortcut), link it in that message's thread."""
         request = filed.request
         assert request is not None
 
@@ -188,6 +191,8 @@ class Handlers:
             problem = messages.card_problem(done.request, done.card)
             if problem:
                 tell(problem)
+            elif thread_ts and done.request.message_ts:
+                self.notifier.link_card(done.request, thread_ts)
             starts = done.request.state is State.APPROVED  # break-glass
             self._later(
                 "file", lambda: self.service.follow_filing(done.request), tell, request.id,
@@ -228,7 +233,8 @@ class Handlers:
         tell = self._teller(body, channel_id, user_id)
         tell(messages.outcome(filed))
         if filed.ok and filed.request is not None:
-            self._publish_later(filed, tell)
+            thread_ts = modal.modal_thread(view.get("private_metadata", ""))
+            self._publish_later(filed, tell, thread_ts)
 
     # ------------------------------------------------------------ buttons
 

@@ -11,7 +11,7 @@ from bot.killtask import FIELD_LABELS, USAGE, SpecError, describe_filters
 from bot.outcomes import Announcement, CardPost, Happening, Outcome
 from bot.preview import Preview
 from bot.requests import KillRequest
-from bot.slack.blocks import STATE_TITLES, preview_text
+from bot.slack.blocks import STATE_TITLES, preview_text, where
 from bot.slack.mrkdwn import channel_link, code, esc, mention
 
 MAX_TEXT = 4000  # longest slash-command text the bot reads (Slack's own limit is about 4,000)
@@ -142,6 +142,17 @@ def help_text() -> str:
     )
 
 
+def card_link(request: KillRequest, permalink: str | None) -> str:
+    """The thread reply under an alert that a request was filed from."""
+    card = f"request #{request.id}"
+    if permalink and permalink.startswith("https://") and not set(permalink) & set("<>| "):
+        card = f"<{permalink}|{card}>"
+    return (
+        f"{mention(request.requester_id)} filed kill-task {card} for "
+        f"`{code(request.spec.instance_id)}` from this message; its card is in this channel."
+    )
+
+
 def list_text(requests: list[KillRequest]) -> str:
     if not requests:
         return "No pending or running kill tasks in this channel."
@@ -149,7 +160,7 @@ def list_text(requests: list[KillRequest]) -> str:
     for request in requests:
         _, title = STATE_TITLES[request.state]
         lines.append(
-            f"• #{request.id} `{code(request.spec.instance_id)}` · {title} · "
+            f"• #{request.id} `{code(request.spec.instance_id)}` · {title} · {where(request)} · "
             f"{esc(describe_filters(request.spec))} · by {mention(request.requester_id)}"
         )
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from bot.killtask import MYSQL_COMMANDS, PROTECTED_COMMANDS
 from bot.killtask import PRODUCT_NAMES as PRODUCTS
@@ -10,6 +11,8 @@ from bot.slack.blocks import section, text_object
 from bot.slack.mrkdwn import is_channel_id
 
 MODAL_CALLBACK = "killtask_file"
+INSTANCE_PICKER = "instance"  # the external_select's action_id: its options come from the bot
+_TS_RE = re.compile(r"^[0-9]{9,11}\.[0-9]{1,7}$")
 
 DURATION_CHOICES = (
     ("60", "1 minute"),
@@ -47,14 +50,40 @@ def _plain(placeholder: str, multiline: bool = False) -> dict:
     return element
 
 
-def modal(channel_id: str) -> dict:
+def _instance_picker(instance_id: str | None) -> dict:
+    element = {
+        "type": "external_select",
+        "action_id": INSTANCE_PICKER,
+        "min_query_length": 0,
+        "placeholder": text_object("plain_text", "Type a name or an ID"),
+    }
+    if instance_id:
+        element["initial_option"] = _option(instance_id, instance_id[:75])
+    return {
+        "type": "input",
+        "block_id": "instance_id",
+        "label": text_object("plain_text", "Instance"),
+        "element": element,
+        "optional": False,
+        "hint": text_object(
+            "plain_text", "Instances DBbrain lists that your roles allow: name, ID, region, health."
+        ),
+    }
+
+
+def modal(channel_id: str, instance_id: str | None = None, thread_ts: str | None = None) -> dict:
+    """The form. From a message shortcut it names the message's instance, and `thread_ts`
+    says where to link the card from."""
+    metadata: dict[str, str] = {"channel_id": channel_id}
+    if thread_ts:
+        metadata["thread_ts"] = thread_ts
     products = [_option(value, f"{name} ({value})") for value, name in PRODUCTS.items()]
     durations = [_option(value, label) for value, label in DURATION_CHOICES]
     commands = [_option(c, c) for c in MYSQL_COMMANDS if c not in PROTECTED_COMMANDS]
     return {
         "type": "modal",
         "callback_id": MODAL_CALLBACK,
-        "private_metadata": json.dumps({"channel_id": channel_id}),
+        "private_metadata": json.dumps(metadata),
         "title": text_object("plain_text", "Kill sessions"),
         "submit": text_object("plain_text", "File request"),
         "close": text_object("plain_text", "Cancel"),
@@ -63,7 +92,7 @@ def modal(channel_id: str) -> dict:
                 "DBbrain will keep killing sessions that match *all* the filters below, "
                 "after someone else approves."
             ),
-            _input("instance_id", "Instance ID", _plain("cdb-abc12345"), False),
+            _instance_picker(instance_id),
             _input(
                 "product",
                 "Product",
@@ -107,15 +136,25 @@ def modal_fields(state_values: dict) -> dict[str, object]:
     """The submitted values by block_id, as the spec parser wants them."""
     fields: dict[str, object] = {}
     for block_id, actions in (state_values or {}).items():
-        element = (actions or {}).get("value") or {}
+        elements = list((actions or {}).values()) if isinstance(actions, dict) else []
+        element = elements[0] if elements and isinstance(elements[0], dict) else {}
         kind = element.get("type")
-        if kind == "static_select":
+        if kind in ("static_select", "external_select"):
             fields[block_id] = (element.get("selected_option") or {}).get("value")
         elif kind == "multi_static_select":
             fields[block_id] = [o.get("value") for o in element.get("selected_options") or []]
         else:
             fields[block_id] = element.get("value")
     return fields
+
+
+def modal_thread(private_metadata: str) -> str | None:
+    """The ts of the message the form was opened from (message shortcut), if it looks like one."""
+    try:
+        ts = json.loads(private_metadata or "{}").get("thread_ts")
+    except (ValueError, AttributeError, TypeError):
+        return None
+    return ts if isinstance(ts, str) and _TS_RE.match(ts) else None
 
 
 def modal_channel(private_metadata: str) -> str | None:

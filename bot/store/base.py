@@ -153,4 +153,6 @@ class StoreBase:
             stopped_at=row["stopped_at"],
             card_rev=row["card_rev"],
             preview=json.loads(row["preview"]) if row["preview"] else None,
+            account=row["account"],
+            region=row["region"],
         )

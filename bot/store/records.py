@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.audit import AuditEntry
 from bot.killtask import KillTaskSpec
 from bot.requests import ACTIVE_STATES, OPEN_STATES, KillRequest, State, sources_of
-from bot.store.cards import CardRows
+from bot.store.instances import InstanceRows
 from bot.store.tables import approvals, bot_processes, kill_requests
 
 
@@ -32,7 +32,7 @@ class _Again(Exception):
     """This person had already approved: roll the approval's transaction back."""
 
 
-class Store(CardRows):
+class Store(InstanceRows):
     """Requests, approvals, heartbeats and the audit log."""
 
     # ------------------------------------------------------------ processes
@@ -93,6 +93,8 @@ class Store(CardRows):
         audit: Callable[[int], AuditEntry],
         break_glass: bool = False,
         source_key: str | None = None,
+        account: str | None = None,
+        region: str | None = None,
     ) -> KillRequest | None:
         """File a request and its audit entry together; None when this Slack delivery was
         already filed. A break-glass request is filed approved: nobody else decides on it."""
@@ -116,6 +118,8 @@ class Store(CardRows):
             "card_synced_rev": 0,
             "card_behind": True,
             "card_claimed_at": now,
+            "account": account,
+            "region": region,
         }
         try:
             with self._writing() as conn:

@@ -61,6 +61,9 @@ kill_requests = Table(
     # When a process last took on posting the card; a stale claim lets another one retry.
     Column("card_claimed_at", Float),
     Column("preview", Text),  # the last live preview (JSON), shown on the card
+    # Where the task runs: the policy's account name and the instance's region, for the card.
+    Column("account", String(40)),
+    Column("region", String(40)),
     Index("ix_kill_requests_state_expires", "state", "expires_at"),
     Index("ix_kill_requests_state_ends", "state", "ends_at"),
     Index("ix_kill_requests_instance", "instance_id", "product", "state"),
@@ -94,6 +97,20 @@ rate_lock = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("n", Integer, nullable=False),
+)
+
+# DBbrain's instance list (DescribeDiagDBInstances) of every account, shared by replicas.
+instances = Table(
+    "instances",
+    metadata,
+    Column("instance_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("region", String(40), nullable=False),
+    Column("product", String(16), nullable=False),
+    Column("health_score", Integer),
+    Column("event_count", Integer),
+    Column("account", String(40), nullable=False),
+    Column("fetched_at", Float, nullable=False),
 )
 
 approvals = Table(

@@ -11,6 +11,16 @@ Each instance's sessions come from a backend (standins.sessions): a real MySQL/M
 a second and kills every session matching all of its filters, the way DBbrain's does. The
 matching rules are written here, independently of the bot's, because the emulator plays DBbrain.
 
+Instances live in regions and accounts (``place(instance, region, account)``; unplaced ones
+live in ``ap-guangzhou`` and account ``default``). ``DescribeDiagDBInstances`` lists the
+caller's account, in pages. A call about an instance without ``X-TC-Region`` is refused with
+``MissingParameter`` (Region is a required common parameter there, and that is DBbrain's code
+for a missing one); with another region, or with a key of another account, with
+``ResourceNotFound``, because a region's DBbrain only knows its own instances and answers as
+for an instance that does not exist. Keys belong to account ``default`` unless ``key_accounts``
+says otherwise; temporary keys granted by the STS stand-in (``standins.sts``) need their token
+and stop working when they expire (``AuthFailure.TokenFailure``).
+
 Where things are:
 
 - ``server``: a Tencent Cloud API endpoint in general (HTTP, signature, scripted faults, calls);

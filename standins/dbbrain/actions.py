@@ -134,6 +134,30 @@ def _commit(
     return {"Threads": killed}, "killed"
 
 
+def describe_instances(emu: DbbrainEmulator, params: dict[str, Any], account: str) -> Answer:
+    """DescribeDiagDBInstances for the caller's account, in pages. Asked about named
+    instances, it answers for any instance the emulator accepts (placed or not)."""
+    spec = {"IsSupported": bool, "Product": str, "Offset": int, "Limit": int}
+    check_params(params, spec | {"InstanceIds": list, "InstanceNames": list, "Regions": list},
+                 ("IsSupported", "Product"))  # fmt: skip
+    product = check_product(params, {"mysql", "cynosdb", "mariadb", "dcdb"})
+    limit = params.get("Limit", 20)
+    if not 1 <= limit <= 100:
+        raise ApiError("InvalidParameterValue", "Limit must be from 1 to 100.")
+    if "InstanceIds" in params:
+        accepted = [i for i in params["InstanceIds"] if emu.instances is None or i in emu.instances]
+        rows = [emu.place_of(i) for i in accepted]
+        rows = [r for r in rows if r["Account"] == account and r["Product"] == product]
+    else:
+        rows = emu.listed(account, product)
+    if "Regions" in params:
+        rows = [r for r in rows if r["Region"] in params["Regions"]]
+    offset = params.get("Offset", 0)
+    items = [{k: v for k, v in r.items() if k != "Account"} | {"Status": 0}
+             for r in rows[offset : offset + limit]]  # fmt: skip
+    return {"TotalCount": len(rows), "Items": items}, None
+
+
 ACTIONS: dict[str, DbbrainHandler] = {
     "CreateKillTask": create_kill_task,
     "CancelKillTask": cancel_kill_task,

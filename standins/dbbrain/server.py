@@ -35,6 +35,10 @@ class CloudApiServer:
 
     def __init__(self, keys: Mapping[str, str], host: str = "127.0.0.1", port: int = 0) -> None:
         self.keys = dict(keys)
+        # Temporary keys granted by an STS stand-in: their token and expiry, and every key's
+        # account (keys not named here belong to account "default").
+        self.tokens: dict[str, tuple[str, float]] = {}
+        self.key_accounts: dict[str, str] = {}
         self._host, self._port = host, port
         # The one lock for all state, the subclass's too. Re-entrant (Condition's default), and
         # never held while a backend talks to its server.
@@ -92,6 +96,19 @@ class CloudApiServer:
     @property
     def endpoint(self) -> str:
         return f"http://{self.netloc}"
+
+    def grant(
+        self, secret_id: str, secret_key: str, token: str, expires: float, account: str
+    ) -> None:
+        """Accept a temporary key (with its token) until `expires`, acting in `account`."""
+        with self._cond:
+            self.keys[secret_id] = secret_key
+            self.tokens[secret_id] = (token, expires)
+            self.key_accounts[secret_id] = account
+
+    def account_of_key(self, secret_id: str | None) -> str:
+        with self._cond:
+            return self.key_accounts.get(secret_id or "", "default")
 
     # --- scripting and observation for tests ------------------------------------------------
     def reset(self) -> None:
@@ -198,6 +215,12 @@ class CloudApiServer:
             body=body,
             timestamp=timestamp,
         )
+        with self._cond:
+            granted = self.tokens.get(auth.secret_id)
+        if granted is not None:
+            token, expires = granted
+            if call.token != token or time.time() >= expires:
+                raise ApiError("AuthFailure.TokenFailure", "The token is invalid or expired.")
         call.signature_ok = True
 
     def _take_script(self, call: Call) -> dict[str, Any]:
