@@ -75,6 +75,8 @@ class KillRequest:
     stopped_at: float | None = None
     card_rev: int = 0
     preview: dict | None = None  # the last live preview, as stored (see bot.preview)
+    effect: dict | None = None  # a running task's effect so far (see bot.effect)
+    kill_result: dict | None = None  # what a one-shot kill did (see bot.oneshot)
 
     @property
     def is_open(self) -> bool:

@@ -140,4 +140,6 @@ class StoreBase:
             stopped_at=row["stopped_at"],
             card_rev=row["card_rev"],
             preview=json.loads(row["preview"]) if row["preview"] else None,
+            effect=json.loads(row["effect"]) if row["effect"] else None,
+            kill_result=json.loads(row["kill_result"]) if row["kill_result"] else None,
         )

@@ -57,6 +57,12 @@ kill_requests = Table(
     # When a process last took on posting the card; a stale claim lets another one retry.
     Column("card_claimed_at", Float),
     Column("preview", Text),  # the last live preview (JSON), shown on the card
+    # A running task's effect (JSON: matching sessions at the start, now, the trend) for the
+    # card; the samples themselves are in effect_samples.
+    Column("effect", Text),
+    Column("kill_result", Text),  # what a one-shot kill did (JSON)
+    # When a replica last claimed a sample of this task: one sample per period, one replica.
+    Column("sampled_at", Float),
     Index("ix_kill_requests_state_expires", "state", "expires_at"),
     Index("ix_kill_requests_state_ends", "state", "ends_at"),
     Index("ix_kill_requests_instance", "instance_id", "product", "state"),
@@ -90,6 +96,18 @@ rate_lock = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("n", Integer, nullable=False),
+)
+
+# What a running kill task did: the matching and total sessions, read every sample period.
+effect_samples = Table(
+    "effect_samples",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("matching", Integer, nullable=False),
+    Column("total", Integer, nullable=False),
+    Index("ix_effect_samples_request", "request_id", "at"),
 )
 
 approvals = Table(
