@@ -29,6 +29,17 @@ class SessionList:
     request_id: str
 
 
+@dataclass(frozen=True)
+class KillStage:
+    """One stage of KillMySqlThreads: the thread IDs DBbrain named, and the SqlExecId a
+    Prepare answers (a Commit answers the threads it killed)."""
+
+    threads: tuple[int, ...]
+    request_id: str
+    sql_exec_id: str | None = None
+    attempts: int = 1
+
+
 class CloudError(Exception):
     """A DBbrain call that did not succeed, already translated into words a person can act on."""
 
@@ -58,6 +69,13 @@ class CloudError(Exception):
         nothing = (
             "Nothing was created." if self.action == "CreateKillTask" else "Nothing was changed."
         )
+        if self.outcome_unknown and self.action == "KillMySqlThreads":
+            return (
+                f"KillMySqlThreads (Commit) was sent but no clear answer came back "
+                f"({self.message}), so the bot cannot tell which of these sessions were killed. "
+                "It will not be sent again. Check the sessions with `/killtask preview`, and "
+                "file again if they are still there."
+            )
         if self.outcome_unknown:
             return (
                 f"{self.action} was sent but no clear answer came back ({self.message}), so the "
@@ -109,3 +127,11 @@ class Cloud(Protocol):
     def list_sessions(
         self, instance_id: str, product: str, filters: dict[str, object], limit: int
     ) -> SessionList: ...
+
+    def prepare_kill(self, instance_id: str, product: str, threads: list[int]) -> KillStage: ...
+
+    def commit_kill(self, instance_id: str, product: str, sql_exec_id: str) -> KillStage: ...
+
+    def diag_events(
+        self, instance_id: str, product: str, start: str, end: str
+    ) -> list[dict[str, object]]: ...

@@ -28,7 +28,8 @@ class State(StrEnum):
 MOVES: dict[State, frozenset[State]] = {
     State.PENDING: frozenset({State.APPROVED, State.REJECTED, State.EXPIRED}),
     State.APPROVED: frozenset({State.STARTING}),
-    State.STARTING: frozenset({State.RUNNING, State.FAILED, State.UNKNOWN}),
+    # A one-shot kill goes from starting straight to finished: nothing stays running.
+    State.STARTING: frozenset({State.RUNNING, State.FAILED, State.UNKNOWN, State.FINISHED}),
     State.RUNNING: frozenset({State.STOPPED, State.FINISHED}),
     State.UNKNOWN: frozenset({State.STOPPED}),
     State.FAILED: frozenset(),

@@ -18,11 +18,14 @@ from collections.abc import Callable
 from bot.access import Access, Membership
 from bot.audit import AuditEntry, entry
 from bot.cards import Cards, Notifier
-from bot.cloud import Cloud, CloudError
+from bot.cloud import Cloud
+from bot.effect import Effects
 from bot.killtask import KillTaskSpec
+from bot.oneshot import OneShot
 from bot.outcomes import Announcement, Happening, Outcome, Published
 from bot.policy import Decision, Policy, Target
-from bot.preview import Preview, list_filters, summarize
+from bot.preview import Preview
+from bot.reading import PREVIEW_LIMIT, Reader
 from bot.requests import KillRequest, State, approval_problem, approvals_missing
 from bot.starting import Starter, closed
 from bot.stopping import Stopper
@@ -30,7 +33,7 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-PREVIEW_LIMIT = 5000  # generous, so a storm of thousands still counts; a cut answer is flagged
+__all__ = ["PREVIEW_LIMIT", "KillTaskService", "busy_message"]
 
 
 class KillTaskService:
@@ -50,9 +53,17 @@ class KillTaskService:
         self.notifier = notifier
         self.clock = clock
         self.process_id = process_id
+        self.reader = Reader(cloud, lambda: self.policy, clock)
         self.cards = Cards(store, notifier, self.read_preview)
-        self.starter = Starter(store, cloud, self.cards, clock, process_id)
-        self.stopper = Stopper(store, cloud, self.cards, self.access, clock)
+        policy_now = lambda: self.policy  # noqa: E731 - read per use: the policy may reload
+        self.effects = Effects(store, self.reader, self.cards, policy_now, clock)
+        oneshot = OneShot(
+            store, cloud, self.cards, self.reader, policy_now, self.may_kill_all, clock
+        )
+        self.starter = Starter(store, cloud, self.cards, clock, process_id, oneshot=oneshot)
+        self.stopper = Stopper(
+            store, cloud, self.cards, self.access, clock, on_end=self.effects.finish
+        )
 
     @property
     def policy(self) -> Policy:
@@ -62,6 +73,15 @@ class KillTaskService:
     def policy(self, policy: Policy) -> None:
         """A reloaded policy applies to every action that starts after this."""
         self.access.policy = policy
+
+    def may_kill_all(self, request: KillRequest) -> bool:
+        """Whether the requester or an approver holds `kill_all` here (a large one-shot)."""
+        target = Target(request.spec.instance_id, request.spec.product)
+        people = {request.requester_id, *request.approvers}
+        return any(
+            self.access.check("kill_all", person, request.channel_id, target).allowed
+            for person in people
+        )
 
     def precheck(
         self, user_id: str, channel_id: str, spec: KillTaskSpec, break_glass: bool = False
@@ -80,7 +100,8 @@ class KillTaskService:
             return self.access.deny(
                 user_id, "request", decision, channel_id=channel_id, instance_id=spec.instance_id
             )
-        busy = self.store.active_on(spec.instance_id, spec.product)
+        # A one-shot kill runs beside a kill task: DBbrain limits only kill tasks to one.
+        busy = None if spec.once else self.store.active_on(spec.instance_id, spec.product)
         if busy is not None:
             return Outcome(False, busy_message(busy), busy, "instance_id")
         detail = f"{spec.cloud_params()} reason={spec.reason!r} break_glass={break_glass}"
@@ -172,7 +193,10 @@ class KillTaskService:
         problem = approval_problem(request, user_id, self.policy.approval.allow_self_approval)
         if problem:
             return self.access.deny(user_id, "approve", Decision(False, problem), request)
-        busy = self.store.active_on(request.spec.instance_id, request.spec.product, request.id)
+        spec = request.spec
+        busy = (
+            None if spec.once else self.store.active_on(spec.instance_id, spec.product, request.id)
+        )
         if busy is not None:
             return Outcome(False, busy_message(busy), request)
         required = self.policy.approval.required
@@ -239,23 +263,8 @@ class KillTaskService:
     # ------------------------------------------------------------ preview and list
 
     def read_preview(self, spec: KillTaskSpec) -> Preview:
-        """What the kill task would hit now, matched by the bot with the kill task's rules."""
-        now = self.clock()
-        try:
-            listed = self.cloud.list_sessions(
-                spec.instance_id, spec.product, list_filters(spec), PREVIEW_LIMIT
-            )
-        except CloudError as error:
-            return Preview(read_at=now, error=error.explain(), cloud_request_id=error.request_id)
-        return summarize(
-            spec,
-            listed.rows,
-            read_at=now,
-            limit=PREVIEW_LIMIT,
-            protected_users=self.policy.protected_users,
-            show_statements=self.policy.show_statements,
-            cloud_request_id=listed.request_id,
-        )
+        """What the kill task would hit now, with the lock holder and DBbrain's diagnosis."""
+        return self.reader.preview(spec)
 
     def preview(self, user_id: str, channel_id: str, spec: KillTaskSpec) -> Outcome:
         """`/killtask preview`: the same summary as the card, filing nothing."""

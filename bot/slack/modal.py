@@ -20,6 +20,7 @@ DURATION_CHOICES = (
     ("7200", "2 hours"),
     ("21600", "6 hours"),
     ("until-stopped", "Until stopped by hand"),
+    ("once", "Once: kill the matching sessions now"),
 )
 
 
@@ -60,8 +61,8 @@ def modal(channel_id: str) -> dict:
         "close": text_object("plain_text", "Cancel"),
         "blocks": [
             section(
-                "DBbrain will keep killing sessions that match *all* the filters below, "
-                "after someone else approves."
+                "DBbrain will keep killing sessions that match *all* the filters below (or "
+                "kill them once, with How long: Once), after someone else approves."
             ),
             _input("instance_id", "Instance ID", _plain("cdb-abc12345"), False),
             _input(

@@ -11,11 +11,10 @@ import json
 
 from sqlalchemy import insert, or_, select, update
 
+from bot.outcomes import next_effect
 from bot.requests import KillRequest, State
 from bot.store.cards import CardRows
 from bot.store.tables import effect_samples, kill_requests
-
-TREND = 12  # samples the card's trend shows
 
 
 class EffectRows(CardRows):
@@ -61,7 +60,7 @@ class EffectRows(CardRows):
             if row is None:
                 return None
             effect = json.loads(row[0]) if row[0] else {}
-            effect = next_effect(effect, at, matching, truncated)
+            effect = next_effect(effect, at, matching, total, truncated)
             conn.execute(
                 update(kill_requests)
                 .where(kill_requests.c.id == request_id)
@@ -82,18 +81,3 @@ class EffectRows(CardRows):
         )
         with self._errors(), self.engine.connect() as conn:
             return [(float(a), int(m), int(t)) for a, m, t in conn.execute(query)]
-
-
-def next_effect(effect: dict, at: float, matching: int, truncated: bool) -> dict:
-    """The card's summary after one more sample."""
-    trend = [*effect.get("trend", []), matching][-TREND:]
-    return {
-        "start": effect.get("start", matching),
-        "start_at": effect.get("start_at", at),
-        "now": matching,
-        "at": at,
-        "peak": max(effect.get("peak", matching), matching),
-        "samples": int(effect.get("samples", 0)) + 1,
-        "trend": trend,
-        "truncated": bool(truncated or effect.get("truncated")),
-    }
