@@ -71,8 +71,9 @@ class CloudError(Exception):
         )
         if self.outcome_unknown and self.action == "KillMySqlThreads":
             return (
-                f"KillMySqlThreads (Commit) was sent but no clear answer came back "
-                f"({self.message}), so the bot cannot tell which of these sessions were killed. "
+                f"A KillMySqlThreads Commit may have reached DBbrain, but no clear answer came "
+                f"back ({self.message}), so the bot cannot tell which of these sessions were "
+                "killed. "
                 "It will not be sent again. Check the sessions with `/killtask preview`, and "
                 "file again if they are still there."
             )

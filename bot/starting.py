@@ -55,6 +55,7 @@ class Starter:
             claimed.id, State.RUNNING, started_at=started,
             ends_at=None if claimed.spec.until_stopped else started + claimed.spec.duration,
             cloud_request_id=result.request_id, effect=Effects.start_effect(started, preview),
+            sampled_at=started,  # the first sample is the preview just read
             audit=[
                 *failed_tries(claimed, actor, result.tries),
                 entry(claimed, actor, "create_kill_task", "running",

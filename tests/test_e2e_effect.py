@@ -5,6 +5,7 @@ Slack stand-in; real MariaDB sessions where it matters which ones die."""
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import threading
 import time
@@ -171,7 +172,8 @@ def test_samples_show_the_trend_and_a_stop_posts_the_summary_and_chart(drive: Dr
     drive.click("approve", card, APPROVER)
     drive.wait_card(card, "Running")
     # The emulator's kill task kills them; the samples see it.
-    text = wait_shown(drive, card, "Matching sessions now 0* (6 when it started, peak 6) █▁")
+    text = wait_shown(drive, card, "Matching sessions now 0* (6 when it started, peak 6) █")
+    assert re.search(r"peak 6\) █+▁+ · \d+ samples", text), text
     wait_until(lambda: _samples(shown(drive, card)) >= 3, "three samples")
     assert "Stop" in str(_buttons(drive, card))
 
