@@ -154,3 +154,19 @@ _POLICY = {
         "dba": {"members": ["U0A1", "U0A2", "U0A3"], "allow": ["request", "approve", "stop"]},
     },
 }
+
+
+def test_matplotlib_loads_only_when_a_chart_is_drawn() -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.test_layering import ROOT, loaded_by
+
+    assert not {"matplotlib", "numpy"} & loaded_by("bot.app")
+    code = (
+        "import sys, json; from bot.chart import draw; png = draw([(0, 1, 2), (60, 0, 2)], 't'); "
+        "print(json.dumps([png[:8].hex(), 'matplotlib' in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, check=True)
+    assert json.loads(out.stdout) == ["89504e470d0a1a0a", True]
