@@ -58,7 +58,7 @@ class KillTaskService:
         policy_now = lambda: self.policy  # noqa: E731 - read per use: the policy may reload
         self.effects = Effects(store, self.reader, self.cards, policy_now, clock)
         oneshot = OneShot(
-            store, cloud, self.cards, self.reader, policy_now, self.may_kill_all, clock
+            store, cloud, self.cards, self.reader, policy_now, self.access.may_kill_all, clock
         )
         self.starter = Starter(store, cloud, self.cards, clock, process_id, oneshot=oneshot)
         self.stopper = Stopper(
@@ -73,15 +73,6 @@ class KillTaskService:
     def policy(self, policy: Policy) -> None:
         """A reloaded policy applies to every action that starts after this."""
         self.access.policy = policy
-
-    def may_kill_all(self, request: KillRequest) -> bool:
-        """Whether the requester or an approver holds `kill_all` here (a large one-shot)."""
-        target = Target(request.spec.instance_id, request.spec.product)
-        people = {request.requester_id, *request.approvers}
-        return any(
-            self.access.check("kill_all", person, request.channel_id, target).allowed
-            for person in people
-        )
 
     def precheck(
         self, user_id: str, channel_id: str, spec: KillTaskSpec, break_glass: bool = False

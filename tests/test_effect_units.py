@@ -170,3 +170,28 @@ def test_matplotlib_loads_only_when_a_chart_is_drawn() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, check=True)
     assert json.loads(out.stdout) == ["89504e470d0a1a0a", True]
+
+
+def test_a_one_shot_cut_off_mid_kill_is_given_up_never_resent(world: World) -> None:  # noqa: F811
+    world.cloud.sessions = [{"ID": "7", "User": "app", "Command": "Query", "Time": "3"}]
+    commits: list[str] = []
+
+    def crash(instance_id: str, product: str, sql_exec_id: str) -> None:
+        commits.append(sql_exec_id)
+        raise SystemExit("the process dies mid-Commit")
+
+    world.cloud.commit_kill = crash  # type: ignore[method-assign]
+    once = build_spec({"instance_id": "cdb-abc123", "duration": "once", "user": "app"})
+    request = world.service.publish(world.service.file("U0REQ", "C0INCIDENT", once).request)
+    world.approve("U0A1", request.request.id)
+    with pytest.raises(SystemExit):
+        world.approve("U0A2", request.request.id)
+    assert world.store.get(request.request.id).state is State.STARTING
+    world.clock.now += 61  # past the clock's starting_timeout
+    world.tick()
+    world.tick()
+    given_up = world.store.get(request.request.id)
+    assert given_up.state is State.UNKNOWN
+    assert "KillMySqlThreads" in given_up.error_message
+    assert "will not be sent again" in given_up.error_message
+    assert len(commits) == 1
