@@ -154,6 +154,7 @@ def test_an_interrupted_commit_is_outcome_unknown_and_never_sent_again(drive: Dr
     text = card_text(drive.wait_card(card, "Outcome unknown"))
     assert "cannot tell which of these sessions were killed" in text
     assert "It will not be sent again" in text
+    assert "*Confirmed killed: 0 of 3 sessions.* The outcome of the last batch is unknown" in text
     assert not [b for b in _buttons(drive, card) if b["action_id"] == "stop"]
     drive.wait_thread(card, "Outcome unknown")
     time.sleep(1.0)  # five clock ticks: nothing sends it again

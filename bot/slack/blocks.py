@@ -245,7 +245,8 @@ def _state_blocks(request: KillRequest, required: int) -> list[dict]:
     effect = insight.effect_line(request)
     shown = [section(effect)] if effect else []
     if request.kill_result:
-        shown = [section(insight.kill_result_text(KillResult.from_dict(request.kill_result)))]
+        result = KillResult.from_dict(request.kill_result)
+        shown = [section(insight.kill_result_text(result, unknown=state is State.UNKNOWN))]
     if state is State.RUNNING:
         ends = "until stopped by hand" if request.ends_at is None else when(request.ends_at)
         return [

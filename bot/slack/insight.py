@@ -57,9 +57,14 @@ def once_title(request: KillRequest) -> str | None:
     return None
 
 
-def kill_result_text(result: KillResult) -> str:
+def kill_result_text(result: KillResult, unknown: bool = False) -> str:
     """What a one-shot kill did: how many, which (the first 10), what is left, and why."""
-    if result.matched == 0:
+    if unknown:
+        lines = [
+            f"*Confirmed killed: {result.killed} of {sessions(result.matched)}.* The outcome of "
+            "the last batch is unknown (see above), so more of them may have died."
+        ]
+    elif result.matched == 0:
         lines = ["*No session matched when the kill ran; nothing was killed.*"]
     elif result.killed == result.matched:
         lines = [f"*Killed {sessions(result.killed)}* with KillMySqlThreads."]
