@@ -55,7 +55,11 @@ class Effects:
         preview = self.reader.sessions(request.spec)
         if preview.error:
             log.warning("effect_sample_failed request=%s", request.id)
-            return None  # the next period tries again; the card keeps its last numbers
+            # The next period tries again; meanwhile the card says why its numbers are old.
+            failed = self.store.note_sample_failure(request.id, preview.error)
+            if failed is not None:
+                self.cards.sync(failed)
+            return None
         moved = self.store.add_sample(
             request.id, preview.read_at, preview.matched, preview.read, preview.truncated
         )

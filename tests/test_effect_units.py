@@ -195,3 +195,31 @@ def test_a_one_shot_cut_off_mid_kill_is_given_up_never_resent(world: World) -> N
     assert "KillMySqlThreads" in given_up.error_message
     assert "will not be sent again" in given_up.error_message
     assert len(commits) == 1
+
+
+def test_a_sample_that_cannot_be_read_is_said_on_the_card(world: World) -> None:  # noqa: F811
+    from bot.cloud import CloudError
+
+    world.cloud.sessions = [{"ID": "7", "User": "app", "Command": "Query", "Time": "3"}]
+    request = world.file()
+    world.approve("U0A1", request.id)
+    running = world.approve("U0A2", request.id).request
+    assert running.state is State.RUNNING and running.effect["start"] == 1
+    real = world.cloud.list_sessions
+
+    def down(*args: object) -> None:
+        raise CloudError("InternalError", "busy", action="DescribeMySqlProcessList")
+
+    world.cloud.list_sessions = down  # type: ignore[method-assign]
+    world.clock.now += 31
+    world.tick()
+    failed = world.store.get(request.id)
+    assert "could not be read" in (effect_line(failed) or "")
+    assert failed.effect["start"] == 1  # the numbers it had stay
+    world.cloud.list_sessions = real  # type: ignore[method-assign]
+    world.cloud.sessions = []
+    world.clock.now += 31
+    world.tick()
+    again = world.store.get(request.id)
+    assert "error" not in again.effect and again.effect["now"] == 0
+    assert "could not be read" not in (effect_line(again) or "")

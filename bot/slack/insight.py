@@ -29,7 +29,9 @@ def trend(counts: list[int]) -> str:
 def effect_line(request: KillRequest) -> str | None:
     """'Matching sessions now 3 (412 when it started) ▇▅▂▁▁', updated in place."""
     effect = request.effect
-    if not effect:
+    if not effect or "now" not in effect:
+        if effect and effect.get("error"):
+            return f":grey_question: The effect could not be read: {esc(effect['error'])}"
         return None
     more = "+" if effect.get("truncated") else ""
     word = "now" if request.state is State.RUNNING else "at the end"
@@ -42,6 +44,8 @@ def effect_line(request: KillRequest) -> str | None:
     )
     if effect.get("truncated"):
         text += ". A read was cut at its limit, so these are lower bounds."
+    if effect.get("error"):
+        text += f"\n:grey_question: The last sample could not be read: {esc(effect['error'])}"
     return text
 
 

@@ -72,6 +72,26 @@ class EffectRows(CardRows):
             )
             return self._get(conn, request_id)
 
+    def note_sample_failure(self, request_id: int, error: str) -> KillRequest | None:
+        """A sample could not be read: the card says so, beside the last numbers it has."""
+        with self._errors(), self.engine.begin() as conn:
+            row = conn.execute(
+                select(kill_requests.c.effect).where(kill_requests.c.id == request_id)
+            ).first()
+            if row is None:
+                return None
+            effect = {**(json.loads(row[0]) if row[0] else {}), "error": error[:300]}
+            conn.execute(
+                update(kill_requests)
+                .where(kill_requests.c.id == request_id)
+                .values(
+                    effect=json.dumps(effect),
+                    card_rev=kill_requests.c.card_rev + 1,
+                    card_behind=True,
+                )
+            )
+            return self._get(conn, request_id)
+
     def samples(self, request_id: int) -> list[tuple[float, int, int]]:
         """Every sample of a task, oldest first: (time, matching, total)."""
         query = (
