@@ -111,6 +111,8 @@ def drive_every_message(driver: Driver, slack: FakeSlack, dbbrain: DbbrainEmulat
     driver.command(f'stop {instance} reason="{TYPED}"', user=APPROVER)
     driver.wait_card(card, "Stopped")
     driver.wait_thread(card, "stopped the kill task")
+    # the stop's answer comes after its summary and chart: wait, so no fault below meets it
+    driver.ephemeral_to(APPROVER, "is stopped", timeout=30)
     # break-glass: the reason is quoted in the thread
     glass = new_instance()
     driver.command(f'{glass} duration=5m user=app reason="{TYPED}" --break-glass', user=COMMANDER)
@@ -119,6 +121,7 @@ def drive_every_message(driver: Driver, slack: FakeSlack, dbbrain: DbbrainEmulat
     driver.wait_card(glass_card, "Running")  # a stop while it is still starting is refused
     driver.command(f"stop {glass}", user=COMMANDER)
     driver.wait_card(glass_card, "Stopped")
+    driver.ephemeral_to(COMMANDER, "is stopped", timeout=30)
     # DBbrain's own words: on the card, in the thread, in private answers
     failing = new_instance()
     dbbrain.script("CreateKillTask", {"error": "InvalidParameterValue", "message": HOSTILE})
