@@ -223,3 +223,32 @@ def test_a_sample_that_cannot_be_read_is_said_on_the_card(world: World) -> None:
     again = world.store.get(request.id)
     assert "error" not in again.effect and again.effect["now"] == 0
     assert "could not be read" not in (effect_line(again) or "")
+
+
+def test_the_gateway_retries_a_prepare_but_never_a_commit() -> None:
+    from bot.cloud import CloudError
+    from bot.dbbrain import DbbrainGateway
+    from standins.dbbrain import DbbrainEmulator
+
+    instance = "cdb-oneshot1"
+    rows = [{"ID": "7", "User": "app", "Command": "Query", "Time": "3"}]
+    with DbbrainEmulator(keys={"AKIDEMULATOR": "emulator-secret"}) as emu:
+        emu.set_process_list(instance, rows)
+        gateway = DbbrainGateway(
+            "AKIDEMULATOR", "emulator-secret", endpoint=emu.endpoint, timeout=2,
+            sleep=lambda _: None,
+        )  # fmt: skip
+        emu.script("KillMySqlThreads", {"drop": True})  # the first Prepare's answer is lost
+        prepared = gateway.prepare_kill(instance, "mysql", [7])
+        assert prepared.threads == (7,) and prepared.attempts == 2
+        emu.script("KillMySqlThreads", {"drop": True})  # the Commit ran; its answer is lost
+        with pytest.raises(CloudError) as caught:
+            gateway.commit_kill(instance, "mysql", prepared.sql_exec_id or "")
+        assert caught.value.outcome_unknown and caught.value.action == "KillMySqlThreads"
+        commits = [c for c in emu.calls_of("KillMySqlThreads") if c.params["Stage"] == "Commit"]
+        assert len(commits) == 1 and commits[0].params["RecordHistory"] is True
+        assert emu.backends[instance].list() == []  # it did kill
+        assert (
+            gateway.diag_events(instance, "mysql", "2026-01-01 00:00:00", "2026-01-01 01:00:00")
+            == []
+        )
