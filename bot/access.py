@@ -39,6 +39,14 @@ class Access:
         groups = self.membership.groups_of(user_id, policy.groups)
         return policy.check(verb, user_id, groups, channel_id, target)
 
+    def may_kill_all(self, request: KillRequest) -> bool:
+        """Whether the requester or an approver holds `kill_all` here (a large one-shot)."""
+        target = Target(request.spec.instance_id, request.spec.product)
+        people = {request.requester_id, *request.approvers}
+        return any(
+            self.check("kill_all", person, request.channel_id, target).allowed for person in people
+        )
+
     def check_spec(self, verb: str, user_id: str, channel_id: str, spec: KillTaskSpec) -> Decision:
         """The verb itself, and `kill_all` too when the spec reaches (nearly) every session."""
         target = Target(spec.instance_id, spec.product, spec.duration)

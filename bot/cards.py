@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from bot.cloud import CloudError
-from bot.outcomes import Announcement, CardPost
+from bot.outcomes import Announcement, CardPost, EffectSummary
 from bot.preview import Preview
 from bot.requests import KillRequest, State
 from bot.store import Store
@@ -24,6 +24,12 @@ class Notifier(Protocol):
     def update_card(self, request: KillRequest) -> bool: ...
 
     def announce(self, request: KillRequest, announcement: Announcement) -> None: ...
+
+    def post_summary(
+        self, request: KillRequest, summary: EffectSummary, chart: bytes | None
+    ) -> None:
+        """The end-of-task summary in the card's thread, with its chart when there is one;
+        a failed upload is said in the summary."""
 
 
 class Cards:

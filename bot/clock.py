@@ -47,6 +47,7 @@ class Clock:
         for step in (
             self._expire,
             self._finish,
+            self._sample,
             self._give_up_lost_starts,
             self._start_orphaned_approvals,
             self._read_missing_previews,
@@ -81,6 +82,11 @@ class Clock:
             if moved is not None:
                 self.service.cards.sync(moved)
                 self.service.notifier.announce(moved, Announcement(Happening.FINISHED))
+                self.service.effects.finish(moved, Happening.FINISHED)
+
+    def _sample(self, now: float) -> None:
+        """A running task's effect, read by one replica per task and period."""
+        self.service.effects.sample_due(now)
 
     def _give_up_lost_starts(self, now: float) -> None:
         for request in self.store.lost_starts(

@@ -32,6 +32,17 @@ class SessionList:
     request_id: str
 
 
+@dataclass(frozen=True)
+class KillStage:
+    """One stage of KillMySqlThreads: the thread IDs DBbrain named, and the SqlExecId a
+    Prepare answers (a Commit answers the threads it killed)."""
+
+    threads: tuple[int, ...]
+    request_id: str
+    sql_exec_id: str | None = None
+    attempts: int = 1
+
+
 class CloudError(Exception):
     """A DBbrain call that did not succeed, already translated into words a person can act on."""
 
@@ -72,6 +83,14 @@ class CloudError(Exception):
             return (
                 f"The bot has no cloud keys for this ({self.message}). Nothing was sent to "
                 "DBbrain. An admin needs to set them up (README: Accounts and credentials)."
+            )
+        if self.outcome_unknown and self.action == "KillMySqlThreads":
+            return (
+                f"A KillMySqlThreads Commit may have reached DBbrain, but no clear answer came "
+                f"back ({self.message}), so the bot cannot tell which of these sessions were "
+                "killed. "
+                "It will not be sent again. Check the sessions with `/killtask preview`, and "
+                "file again if they are still there."
             )
         if self.outcome_unknown:
             return (
@@ -132,6 +151,14 @@ class Cloud(Protocol):
         self, instance_id: str, product: str, filters: dict[str, object], limit: int,
         wait: bool = True,
     ) -> SessionList: ...  # fmt: skip
+
+    def prepare_kill(self, instance_id: str, product: str, threads: list[int]) -> KillStage: ...
+
+    def commit_kill(self, instance_id: str, product: str, sql_exec_id: str) -> KillStage: ...
+
+    def diag_events(
+        self, instance_id: str, product: str, start: str, end: str
+    ) -> list[dict[str, object]]: ...
 
 
 def split_endpoint(endpoint: str) -> tuple[str, str]:

@@ -21,7 +21,14 @@ from tencentcloud.dbbrain.v20210527 import dbbrain_client, models
 from urllib3.exceptions import NewConnectionError
 
 from bot import metrics
-from bot.cloud import DEFAULT_ENDPOINT, CloudError, CloudResult, SessionList, split_endpoint
+from bot.cloud import (
+    DEFAULT_ENDPOINT,
+    CloudError,
+    CloudResult,
+    KillStage,
+    SessionList,
+    split_endpoint,
+)
 from bot.credentials import Credentials
 from bot.estate import DEFAULT_ACCOUNTS, Account, InstanceInfo, Location, UnknownInstance
 from bot.killtask import KillTaskSpec
@@ -157,6 +164,35 @@ class DbbrainGateway:
         rows = [item._serialize() for item in (response.ProcessList or [])]
         return SessionList(rows=rows, request_id=result.request_id)
 
+    def prepare_kill(self, instance_id: str, product: str, threads: list[int]) -> KillStage:
+        """KillMySqlThreads, Stage Prepare: names the threads, kills nothing, so a retry is
+        safe."""
+        params = {"InstanceId": instance_id, "Product": product, "Stage": "Prepare"}
+        params |= {"Threads": list(threads), "RecordHistory": True}
+        result, response = self._call_raw("KillMySqlThreads", params, idempotent=True)
+        return KillStage(
+            tuple(int(t) for t in response.Threads or ()), result.request_id,
+            sql_exec_id=response.SqlExecId, attempts=result.attempts,
+        )  # fmt: skip
+
+    def commit_kill(self, instance_id: str, product: str, sql_exec_id: str) -> KillStage:
+        """KillMySqlThreads, Stage Commit: kills. Like CreateKillTask, never re-sent once it
+        may have arrived."""
+        params = {"InstanceId": instance_id, "Product": product, "Stage": "Commit"}
+        params |= {"SqlExecId": sql_exec_id, "RecordHistory": True}
+        result, response = self._call_raw("KillMySqlThreads", params, idempotent=False)
+        threads = tuple(int(t) for t in response.Threads or ())
+        return KillStage(threads, result.request_id, attempts=result.attempts)
+
+    def diag_events(
+        self, instance_id: str, product: str, start: str, end: str
+    ) -> list[dict[str, object]]:
+        """DescribeDBDiagEvents for one instance between two times (DBbrain's own format)."""
+        params = {"InstanceIds": [instance_id], "Product": product, "StartTime": start}
+        params |= {"EndTime": end, "Limit": 50}
+        _, response = self._call_raw("DescribeDBDiagEvents", params, idempotent=True)
+        return [item._serialize() for item in (response.Items or [])]
+
     def _call(self, action: str, params: dict[str, object], idempotent: bool) -> CloudResult:
         return self._call_raw(action, params, idempotent)[0]
 
@@ -222,7 +258,8 @@ class DbbrainGateway:
 
     def _where(self, action: str, params: dict[str, object]) -> Location:
         try:
-            return self._locate(str(params["InstanceId"]), str(params.get("Product") or "mysql"))
+            named = params.get("InstanceId") or (params.get("InstanceIds") or [""])[0]
+            return self._locate(str(named), str(params.get("Product") or "mysql"))
         except UnknownInstance as exc:
             raise CloudError("ResourceNotFound", str(exc), action=action) from exc
         except CloudError as exc:

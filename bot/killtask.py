@@ -16,6 +16,8 @@ from dataclasses import fields as dataclass_fields
 PRODUCTS = ("mysql", "cynosdb")
 PRODUCT_NAMES = {"mysql": "TencentDB for MySQL", "cynosdb": "TDSQL-C for MySQL"}
 UNTIL_STOPPED = -1
+ONCE = 0  # a one-shot kill: the matching sessions are killed once, right after approval
+ONCE_BATCH = 100  # KillMySqlThreads takes at most 100 thread IDs per Prepare
 MAX_DURATION = 86_400  # a longer task should be "until stopped", watched and stopped by hand
 MAX_TIME = 31_536_000
 MAX_INFO = 500
@@ -56,7 +58,7 @@ FIELD_LABELS = {
 }
 
 USAGE = (
-    "/killtask <InstanceId> duration=<10m|1h|600|until-stopped> [user=app] [host=10.0.0.5] "
+    "/killtask <InstanceId> duration=<10m|1h|600|until-stopped|once> [user=app] [host=10.0.0.5] "
     '[db=orders,billing] [command=Query,Sleep] [info="SELECT * FROM orders"] [time=30] '
     '[product=mysql|cynosdb] [reason="..."]'
 )
@@ -69,6 +71,7 @@ _DURATION_RE = re.compile(
 )
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 _UNTIL_STOPPED_WORDS = {"-1", "until-stopped", "until_stopped", "until stopped", "forever"}
+_ONCE_WORDS = {"once", "one-shot", "oneshot", "now"}
 _SMART_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"})
 
 
@@ -102,6 +105,11 @@ class KillTaskSpec:
     @property
     def until_stopped(self) -> bool:
         return self.duration == UNTIL_STOPPED
+
+    @property
+    def once(self) -> bool:
+        """A one-shot kill (KillMySqlThreads) rather than a kill task that keeps running."""
+        return self.duration == ONCE
 
     def cloud_params(self) -> dict[str, object]:
         """The CreateKillTask parameters, exactly as sent; absent filters are left out."""
@@ -187,12 +195,16 @@ def parse_product(raw: str | None) -> str:
 def parse_duration(raw: str | None) -> int:
     value = _clean(raw).lower()
     if not value:
-        raise ValueError("is required: how long to keep killing, e.g. 10m, 1h or until-stopped")
+        raise ValueError(
+            "is required: how long to keep killing, e.g. 10m, 1h, until-stopped, or once"
+        )
     if value in _UNTIL_STOPPED_WORDS:
         return UNTIL_STOPPED
+    if value in _ONCE_WORDS:
+        return ONCE
     match = _DURATION_RE.match(value)
     if not match:
-        raise ValueError("must be seconds (600), a time like 10m or 2h, or until-stopped")
+        raise ValueError("must be seconds (600), a time like 10m or 2h, until-stopped, or once")
     seconds = int(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "s")[0]]
     if not 1 <= seconds <= MAX_DURATION:
         raise ValueError("must be between 1 second and 24 hours; for longer, use until-stopped")
@@ -413,6 +425,8 @@ def _literal_chars(info: str) -> int:
 def describe_duration(seconds: int) -> str:
     if seconds == UNTIL_STOPPED:
         return "until stopped by hand"
+    if seconds == ONCE:
+        return "once"
     parts = []
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)

@@ -6,11 +6,13 @@ outside system supplied stays a separate field, so the renderer can escape it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 
 from bot.preview import Preview
 from bot.requests import KillRequest
+
+TREND = 12  # samples the card's trend shows
 
 
 @dataclass(frozen=True)
@@ -75,3 +77,64 @@ class Published:
 
     request: KillRequest
     card: CardPost
+
+
+@dataclass(frozen=True)
+class KilledSession:
+    id: str
+    user: str
+    host: str
+    time: int  # seconds it had run when it was read
+
+
+@dataclass(frozen=True)
+class KillResult:
+    """What a one-shot kill did, stored on the request and shown on its card."""
+
+    matched: int  # the sessions chosen to kill (matching, not protected)
+    killed: int  # the sessions DBbrain's Commit answered as killed
+    first: tuple[KilledSession, ...] = ()  # the first killed ones, for the card
+    after: int | None = None  # matching sessions read again afterwards (None: unread)
+    why: str | None = None  # why fewer were killed than chosen, in plain words
+    truncated: bool = False  # the read was cut at its limit: more may have matched
+    protected: int = 0  # matching sessions of protected accounts, left alone
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> KillResult:
+        first = tuple(KilledSession(**row) for row in data.get("first") or ())
+        return cls(**{**data, "first": first})
+
+
+@dataclass(frozen=True)
+class EffectSummary:
+    """The thread's summary when a task ends: how long it ran and what it did to the
+    matching sessions, from the stored samples (or, for a one-shot kill, its result)."""
+
+    how: Happening  # FINISHED or STOPPED
+    ran_seconds: float | None
+    approvers: tuple[str, ...]  # Slack user IDs
+    samples: int = 0
+    start: int | None = None
+    peak: int | None = None
+    end: int | None = None
+    truncated: bool = False  # some sample was cut at the read limit: counts are "at least"
+    kill: KillResult | None = None  # a one-shot kill's result
+
+
+def next_effect(effect: dict, at: float, matching: int, total: int, truncated: bool) -> dict:
+    """The card's summary after one more sample."""
+    trend = [*effect.get("trend", []), matching][-TREND:]
+    return {
+        "start": effect.get("start", matching),
+        "start_at": effect.get("start_at", at),
+        "start_total": effect.get("start_total", total),
+        "now": matching,
+        "at": at,
+        "peak": max(effect.get("peak", matching), matching),
+        "samples": int(effect.get("samples", 0)) + 1,
+        "trend": trend,
+        "truncated": bool(truncated or effect.get("truncated")),
+    }

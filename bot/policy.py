@@ -25,7 +25,12 @@ _GROUP_RE = re.compile(r"^S[A-Z0-9]{2,}$")
 _CHANNEL_RE = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 _ROLE_KEYS = {"members", "allow", "instances", "products", "max_duration"}
 _APPROVAL_KEYS = {"required", "allow_self_approval", "expires_after_minutes"}
-_TOP_KEYS = {"channels", "approval", "roles", "protected_users", "preview", "accounts", "regions"}
+_TOP_KEYS = {
+    "channels", "approval", "roles", "protected_users", "preview", "accounts", "regions",
+    "once", "effect",
+}  # fmt: skip
+DEFAULT_ONCE_MAX_SESSIONS = 500
+DEFAULT_SAMPLE_SECONDS = 30.0
 
 
 class PolicyError(ValueError):
@@ -83,6 +88,9 @@ class Policy:
     show_statements: bool = True  # statements can hold customer data; a policy may hide them
     accounts: tuple[Account, ...] = DEFAULT_ACCOUNTS  # first match wins
     regions: tuple[tuple[str, str], ...] = ()  # instance pattern → pinned region
+    # A one-shot kill of more sessions than this needs `kill_all` from whoever files or approves.
+    once_max_sessions: int = DEFAULT_ONCE_MAX_SESSIONS
+    sample_seconds: float = DEFAULT_SAMPLE_SECONDS  # how often a running task's effect is read
     groups: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -196,7 +204,34 @@ def parse_policy(data: object) -> Policy:
         regions = parse_regions(data["regions"]) if "regions" in data else ()
     except ValueError as exc:
         raise PolicyError(str(exc)) from None
-    return Policy(roles, approval, channels, frozenset(protected), show, accounts, regions)
+    once_max, sample_seconds = _parse_effect(data)
+    return Policy(
+        roles, approval, channels, frozenset(protected), show, accounts, regions,
+        once_max_sessions=once_max, sample_seconds=sample_seconds,
+    )  # fmt: skip
+
+
+def _parse_effect(data: dict) -> tuple[int, float]:
+    """`once.max_sessions` and `effect.sample_seconds` (fractions allowed, for tests)."""
+    once = data.get("once") or {}
+    effect = data.get("effect") or {}
+    if not isinstance(once, dict) or not isinstance(effect, dict):
+        raise PolicyError("once and effect: must be mappings such as {max_sessions: 500}")
+    _no_unknown_keys(once, {"max_sessions"}, "once.")
+    _no_unknown_keys(effect, {"sample_seconds"}, "effect.")
+    max_sessions = once.get("max_sessions", DEFAULT_ONCE_MAX_SESSIONS)
+    if (
+        not isinstance(max_sessions, int)
+        or isinstance(max_sessions, bool)
+        or not 1 <= max_sessions <= 100_000
+    ):
+        raise PolicyError("once.max_sessions: must be a whole number from 1 to 100000")
+    seconds = effect.get("sample_seconds", DEFAULT_SAMPLE_SECONDS)
+    if not _is_number(seconds) or not 0 < seconds <= 3600:
+        raise PolicyError(
+            "effect.sample_seconds: must be seconds above 0 and at most 3600 (fractions allowed)"
+        )
+    return max_sessions, float(seconds)
 
 
 def _parse_approval(data: object) -> Approval:

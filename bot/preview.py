@@ -125,6 +125,45 @@ class LongSession:
 
 
 @dataclass(frozen=True)
+class LockWarning:
+    """Most matching sessions wait on a lock: killing them will not help; the holder might."""
+
+    waiting: int  # matching sessions waiting on a metadata or table lock
+    state: str  # the commonest of their states, e.g. "Waiting for table metadata lock"
+    db: str
+    holder: LongSession | None = None  # the likely holder, when one was seen
+
+
+@dataclass(frozen=True)
+class DiagEvent:
+    """One of DBbrain's own diagnosis events (DescribeDBDiagEvents)."""
+
+    level: str  # "fatal", "severe", "warning", "notice" or "healthy"
+    name: str
+    at: str  # as DBbrain gives it, e.g. "2026-11-29 22:10:00"
+
+
+SEVERITIES = {1: "fatal", 2: "severe", 3: "warning", 4: "notice", 5: "healthy"}
+
+
+def diag_events(items: list[dict[str, object]]) -> tuple[DiagEvent, ...]:
+    """DBbrain's diagnosis items, most severe first; healthy ones say nothing to act on."""
+    events = []
+    for item in items:
+        try:
+            severity = int(item.get("Severity") or 5)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            severity = 5
+        if severity >= 5:
+            continue
+        name = str(item.get("DiagItem") or item.get("DiagType") or "event")
+        events.append(
+            (severity, DiagEvent(SEVERITIES[severity], name, str(item.get("StartTime") or "")))
+        )
+    return tuple(event for _, event in sorted(events, key=lambda pair: pair[0]))
+
+
+@dataclass(frozen=True)
 class Preview:
     read_at: float
     read: int = 0  # sessions DBbrain returned
@@ -138,6 +177,10 @@ class Preview:
     protected: tuple[tuple[str, int], ...] = ()  # matching sessions of protected accounts
     error: str | None = None
     cloud_request_id: str | None = None
+    by_state: tuple[tuple[str, int], ...] = ()
+    lock: LockWarning | None = None
+    diagnosis: tuple[DiagEvent, ...] = ()
+    diagnosis_error: str | None = None  # DBbrain's diagnosis could not be read
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -160,7 +203,23 @@ class Preview:
             protected=pairs("protected"),
             error=data.get("error"),
             cloud_request_id=data.get("cloud_request_id"),
+            by_state=pairs("by_state"),
+            lock=_lock_from_dict(data.get("lock")),
+            diagnosis=tuple(DiagEvent(**row) for row in data.get("diagnosis") or ()),
+            diagnosis_error=data.get("diagnosis_error"),
         )
+
+
+def _lock_from_dict(data: dict | None) -> LockWarning | None:
+    if not data:
+        return None
+    holder = data.get("holder")
+    return LockWarning(
+        waiting=int(data["waiting"]),
+        state=str(data["state"]),
+        db=str(data["db"]),
+        holder=LongSession(**holder) if holder else None,
+    )
 
 
 def summarize(
@@ -189,18 +248,9 @@ def summarize(
         by_host=top([s.client_ip for s in hits]),
         by_db=top([s.db for s in hits]),
         by_command=top([s.command for s in hits]),
-        longest=tuple(
-            LongSession(
-                id=s.id,
-                user=s.user,
-                host=s.client_ip,
-                db=s.db,
-                command=s.command,
-                time=s.time,
-                statement=_first_chars(s.info) if show_statements else None,
-            )
-            for s in longest
-        ),
+        by_state=top([s.state for s in hits]),
+        lock=lock_warning(hits, sessions, show_statements),
+        longest=tuple(long_session(s, show_statements) for s in longest),
         protected=top([s.user for s in hits if s.user in protected_users]),
         cloud_request_id=cloud_request_id,
     )
@@ -209,3 +259,33 @@ def summarize(
 def _first_chars(statement: str) -> str:
     flat = " ".join(statement.split())
     return flat if len(flat) <= STATEMENT_CHARS else flat[: STATEMENT_CHARS - 1] + "…"
+
+
+def long_session(s: Session, show_statements: bool) -> LongSession:
+    statement = _first_chars(s.info) if show_statements else None
+    return LongSession(s.id, s.user, s.client_ip, s.db, s.command, s.time, statement)
+
+
+def waits_on_lock(session: Session) -> bool:
+    """MySQL's and MariaDB's lock-wait states: "Waiting for table metadata lock", "Waiting
+    for table level lock", "Waiting for global read lock" and the like."""
+    state = session.state.lower()
+    return state.startswith("waiting for") and "lock" in state
+
+
+def lock_warning(
+    hits: list[Session], sessions: list[Session], show_statements: bool = True
+) -> LockWarning | None:
+    """When most matching sessions wait on a lock, say so, and name the longest-running
+    session on that database that is not waiting (idle ones too: an open transaction holds
+    its metadata locks while it sleeps) as the likely holder."""
+    waiters = [s for s in hits if waits_on_lock(s)]
+    if not waiters or len(waiters) * 2 <= len(hits):
+        return None
+    db = Counter(s.db for s in waiters).most_common(1)[0][0]
+    state = Counter(s.state for s in waiters).most_common(1)[0][0]
+    candidates = [s for s in sessions if s.db == db and not s.is_system and not waits_on_lock(s)]
+    # Longest first; on a tie the older connection (the lower ID) first.
+    candidates.sort(key=lambda s: (-s.time, int(s.id) if s.id.isdigit() else 0))
+    holder = long_session(candidates[0], show_statements) if candidates else None
+    return LockWarning(len(waiters), state, db, holder)

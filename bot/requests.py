@@ -28,7 +28,8 @@ class State(StrEnum):
 MOVES: dict[State, frozenset[State]] = {
     State.PENDING: frozenset({State.APPROVED, State.REJECTED, State.EXPIRED}),
     State.APPROVED: frozenset({State.STARTING}),
-    State.STARTING: frozenset({State.RUNNING, State.FAILED, State.UNKNOWN}),
+    # A one-shot kill goes from starting straight to finished: nothing stays running.
+    State.STARTING: frozenset({State.RUNNING, State.FAILED, State.UNKNOWN, State.FINISHED}),
     State.RUNNING: frozenset({State.STOPPED, State.FINISHED}),
     State.UNKNOWN: frozenset({State.STOPPED}),
     State.FAILED: frozenset(),
@@ -77,6 +78,8 @@ class KillRequest:
     preview: dict | None = None  # the last live preview, as stored (see bot.preview)
     account: str | None = None  # the policy's account the task runs in
     region: str | None = None  # the instance's region, as found when it was filed
+    effect: dict | None = None  # a running task's effect so far (see bot.effect)
+    kill_result: dict | None = None  # what a one-shot kill did (see bot.oneshot)
 
     @property
     def is_open(self) -> bool:

@@ -18,13 +18,16 @@ from collections.abc import Callable
 from bot.access import Access, Membership
 from bot.audit import AuditEntry, entry
 from bot.cards import Cards, Notifier
-from bot.cloud import Cloud, CloudError
+from bot.cloud import Cloud
+from bot.effect import Effects
 from bot.estate import Estate, InstanceInfo
 from bot.killtask import KillTaskSpec
 from bot.locating import locate_for_filing, options_for
+from bot.oneshot import OneShot
 from bot.outcomes import Announcement, Happening, Outcome, Published
 from bot.policy import Decision, Policy, Target
-from bot.preview import Preview, list_filters, summarize
+from bot.preview import Preview
+from bot.reading import PREVIEW_LIMIT, Reader
 from bot.requests import KillRequest, State, approval_problem, approvals_missing
 from bot.starting import Starter, closed
 from bot.stopping import Stopper
@@ -32,7 +35,7 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-PREVIEW_LIMIT = 5000  # generous, so a storm of thousands still counts; a cut answer is flagged
+__all__ = ["PREVIEW_LIMIT", "KillTaskService", "busy_message"]
 
 
 class KillTaskService:
@@ -54,9 +57,17 @@ class KillTaskService:
         self.notifier = notifier
         self.clock = clock
         self.process_id = process_id
+        self.reader = Reader(cloud, lambda: self.policy, clock)
         self.cards = Cards(store, notifier, self.read_preview)
-        self.starter = Starter(store, cloud, self.cards, clock, process_id)
-        self.stopper = Stopper(store, cloud, self.cards, self.access, clock)
+        policy_now = lambda: self.policy  # noqa: E731 - read per use: the policy may reload
+        self.effects = Effects(store, self.reader, self.cards, policy_now, clock)
+        oneshot = OneShot(
+            store, cloud, self.cards, self.reader, policy_now, self.access.may_kill_all, clock
+        )
+        self.starter = Starter(store, cloud, self.cards, clock, process_id, oneshot=oneshot)
+        self.stopper = Stopper(
+            store, cloud, self.cards, self.access, clock, on_end=self.effects.finish
+        )
 
     @property
     def policy(self) -> Policy:
@@ -84,7 +95,8 @@ class KillTaskService:
             return self.access.deny(
                 user_id, "request", decision, channel_id=channel_id, instance_id=spec.instance_id
             )
-        busy = self.store.active_on(spec.instance_id, spec.product)
+        # A one-shot kill runs beside a kill task: DBbrain limits only kill tasks to one.
+        busy = None if spec.once else self.store.active_on(spec.instance_id, spec.product)
         if busy is not None:
             return Outcome(False, busy_message(busy), busy, "instance_id")
         where = locate_for_filing(self.estate, spec)
@@ -189,7 +201,10 @@ class KillTaskService:
         problem = approval_problem(request, user_id, self.policy.approval.allow_self_approval)
         if problem:
             return self.access.deny(user_id, "approve", Decision(False, problem), request)
-        busy = self.store.active_on(request.spec.instance_id, request.spec.product, request.id)
+        spec = request.spec
+        busy = (
+            None if spec.once else self.store.active_on(spec.instance_id, spec.product, request.id)
+        )
         if busy is not None:
             return Outcome(False, busy_message(busy), request)
         required = self.policy.approval.required
@@ -256,26 +271,9 @@ class KillTaskService:
     # ------------------------------------------------------------ preview and list
 
     def read_preview(self, spec: KillTaskSpec, wait: bool = True) -> Preview:
-        """What the kill task would hit now, matched by the bot with the kill task's rules.
+        """What the kill task would hit now, with the lock holder and DBbrain's diagnosis.
         Without `wait`, a read that finds the read budget in use raises CloudError."""
-        now = self.clock()
-        try:
-            listed = self.cloud.list_sessions(
-                spec.instance_id, spec.product, list_filters(spec), PREVIEW_LIMIT, wait=wait
-            )
-        except CloudError as error:
-            if not wait:
-                raise
-            return Preview(read_at=now, error=error.explain(), cloud_request_id=error.request_id)
-        return summarize(
-            spec,
-            listed.rows,
-            read_at=now,
-            limit=PREVIEW_LIMIT,
-            protected_users=self.policy.protected_users,
-            show_statements=self.policy.show_statements,
-            cloud_request_id=listed.request_id,
-        )
+        return self.reader.preview(spec, wait)
 
     def preview(self, user_id: str, channel_id: str, spec: KillTaskSpec) -> Outcome:
         """`/killtask preview`: the same summary as the card, filing nothing."""

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from bot.audit import SYSTEM, AuditEntry, entry
 from bot.cards import Cards
 from bot.cloud import Cloud, CloudError
+from bot.effect import Effects
 from bot.outcomes import Announcement, Happening, Outcome
 from bot.preview import Preview
 from bot.requests import KillRequest, State
@@ -19,9 +20,11 @@ from bot.store import Store
 
 
 class Starter:
-    def __init__(
-        self, store: Store, cloud: Cloud, cards: Cards, clock: Callable[[], float], owner: str
-    ):
+    def __init__(  # type: ignore[no-untyped-def]
+        self, store: Store, cloud: Cloud, cards: Cards, clock: Callable[[], float], owner: str,
+        oneshot=None,
+    ):  # fmt: skip
+        self.oneshot = oneshot  # bot.oneshot.OneShot: a one-shot kill's path after the claim
         self.store = store
         self.cloud = cloud
         self.cards = cards
@@ -32,6 +35,8 @@ class Starter:
         """Claim the request and, if this call won, create the task. What the approvers
         approved is read again first (unless it was just read, or no read slot is free)."""
         actor = request.decided_by or request.requester_id
+        if request.spec.once and self.oneshot is not None:
+            return self._start_once(request, actor)
         if preview is None:
             request, preview = self.cards.refresh_preview_if_free(request)
         sending = entry(
@@ -49,7 +54,8 @@ class Starter:
         running = self.store.move(
             claimed.id, State.RUNNING, started_at=started,
             ends_at=None if claimed.spec.until_stopped else started + claimed.spec.duration,
-            cloud_request_id=result.request_id,
+            cloud_request_id=result.request_id, effect=Effects.start_effect(started, preview),
+            sampled_at=started,  # the first sample is the preview just read
             audit=[
                 *failed_tries(claimed, actor, result.tries),
                 entry(claimed, actor, "create_kill_task", "running",
@@ -66,6 +72,17 @@ class Starter:
             ),
         )
         return Outcome(True, f"Kill task for request #{running.id} is running.", running)
+
+    def _start_once(self, request: KillRequest, actor: str) -> Outcome:
+        """A one-shot kill: the same claim, so its Commit is sent by one process, once."""
+        sending = entry(
+            request, actor, "kill_mysql_threads", "sending", detail=str(request.spec.to_dict())
+        )
+        claimed = self.store.claim_start(request.id, self.owner, sending)
+        if claimed is None:
+            return closed(self.store.get(request.id) or request)
+        self.cards.sync(claimed)
+        return self.oneshot.run(claimed, actor)
 
     def _failed(self, request: KillRequest, actor: str, error: CloudError) -> Outcome:
         state = State.UNKNOWN if error.outcome_unknown else State.FAILED
@@ -86,13 +103,15 @@ class Starter:
 
     def give_up(self, request: KillRequest) -> None:
         """A start whose process died mid-call: say so, and never send it again by itself."""
+        action = "KillMySqlThreads" if request.spec.once else "CreateKillTask"
         error = CloudError(
-            "Interrupted", "the bot stopped while CreateKillTask was in flight",
-            outcome_unknown=True,
+            "Interrupted", f"the bot stopped while {action} was in flight",
+            outcome_unknown=True, action=action,
         )  # fmt: skip
+        audit_action = "kill_mysql_threads" if request.spec.once else "create_kill_task"
         moved = self.store.move(
             request.id, State.UNKNOWN, error_code=error.code, error_message=error.explain(),
-            audit=[entry(request, SYSTEM, "create_kill_task", "unknown", detail=error.message)],
+            audit=[entry(request, SYSTEM, audit_action, "unknown", detail=error.message)],
         )  # fmt: skip
         if moved is not None:
             self._show_failure(moved, None, error)

@@ -144,6 +144,11 @@ class Chat:
                 self.say(f"│ {line}")
             self.say("└" + "─" * 52)
             return True
+        if method == "files.completeUploadExternal":  # files_upload_v2's last step
+            number = self._number(str(args.get("thread_ts", "")))
+            titles = ", ".join(str(f.get("title")) for f in args.get("files") or [])
+            self.say(f"  ↳ in the thread of #{number}: a chart is attached ({plain(titles)})")
+            return True
         if method in ("chat.postEphemeral", "response_url"):
             who = args.get("user") or self.user
             self.say(f"(only {who} sees this) {plain(args.get('text', ''))}")

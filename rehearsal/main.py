@@ -33,6 +33,8 @@ approval:
   allow_self_approval: false
   expires_after_minutes: 30
 protected_users: [rehearsal_monitor]
+effect:
+  sample_seconds: 2    # a rehearsal is short: watch the card's trend move
 roles:
   oncall:
     members: [U01REQUESTER]

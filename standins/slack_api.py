@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
 # Form-encoded clients send these as JSON strings; tests want Python objects.
-_JSON_FIELDS = {"blocks", "attachments", "view", "metadata", "unfurls", "user_auth_blocks"}
+_JSON_FIELDS = {"blocks", "attachments", "view", "metadata", "unfurls", "user_auth_blocks", "files"}
 
 
 @dataclass
@@ -56,6 +56,9 @@ class FakeSlack:
         self.host, self.bot_token, self.app_token = host, bot_token, app_token
         self.usergroups: dict[str, list[str]] = {k: list(v) for k, v in (usergroups or {}).items()}
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
+        # files_upload_v2: file id -> what getUploadURLExternal was told, and the bytes that
+        # arrived at the upload URL it handed out (a loopback URL on this stand-in).
+        self.files: dict[str, dict[str, Any]] = {}
         self._calls: list[SlackCall] = []
         self._scripts: dict[str, deque[dict[str, Any]]] = {}
         self._ts_counter = 0
@@ -212,9 +215,14 @@ class FakeSlack:
 
         return Handler
 
+    def upload_url(self, file_id: str) -> str:
+        return f"http://{self.host}:{self._http.server_address[1]}/upload/{file_id}"
+
     def _serve(self, req: BaseHTTPRequestHandler) -> None:
         arrived = time.time()
         parts = urlsplit(req.path)
+        if parts.path.startswith("/upload/"):
+            return self._serve_upload(req, parts.path.removeprefix("/upload/"), arrived)
         body = req.rfile.read(int(req.headers.get("Content-Length") or 0)).decode("utf-8")
         args: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
         if "json" in (req.headers.get("Content-Type") or ""):
@@ -263,6 +271,49 @@ class FakeSlack:
             req.send_header(name, value)
         req.end_headers()
         req.wfile.write(data)
+
+    def _serve_upload(self, req: BaseHTTPRequestHandler, file_id: str, arrived: float) -> None:
+        """Step 2 of files_upload_v2: the file's bytes, POSTed to the URL handed out. Recorded
+        as method "upload" (args: file_id, length); script("upload", {"status": 500}) fails it."""
+        data = req.rfile.read(int(req.headers.get("Content-Length") or 0))
+        args = {"file_id": file_id, "length": len(data)}
+        with self._cond:
+            fault = self._take_script("upload", args)
+            status = int((fault or {}).get("status", 200))
+            known = file_id in self.files
+            if known and status == 200:
+                self.files[file_id]["data"] = data
+            status = status if known else 404
+            self._calls.append(SlackCall("upload", args, None, arrived, fault, {"status": status}))
+            self._cond.notify_all()
+        body = f"OK - {len(data)}".encode() if status == 200 else b"upload failed"
+        req.send_response(status)
+        req.send_header("Content-Type", "text/plain; charset=utf-8")
+        req.send_header("Content-Length", str(len(body)))
+        req.end_headers()
+        req.wfile.write(body)
+
+    def _files(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        """files.getUploadURLExternal and files.completeUploadExternal; caller holds _cond."""
+        if method == "files.getUploadURLExternal":
+            if not args.get("filename") or not str(args.get("length", "")).isdigit():
+                return {"ok": False, "error": "invalid_arguments"}
+            file_id = f"F{uuid.uuid4().hex[:10].upper()}"
+            self.files[file_id] = {"filename": args["filename"], "length": int(args["length"])}
+            return {"ok": True, "upload_url": self.upload_url(file_id), "file_id": file_id}
+        listed = args.get("files") if isinstance(args.get("files"), list) else []
+        found = [self.files.get(str(f.get("id"))) for f in listed]
+        if not listed or any(f is None or "data" not in f for f in found):
+            return {"ok": False, "error": "invalid_arguments"}
+        channel, ts = str(args.get("channel_id", "")), self._next_ts()
+        for item, file in zip(listed, found, strict=True):
+            file |= {"title": item.get("title"), "channel": channel, "ts": ts}  # type: ignore[operator]
+            file["thread_ts"] = args.get("thread_ts")  # type: ignore[index]
+        self.messages[(channel, ts)] = {
+            "text": args.get("initial_comment", ""), "blocks": None,
+            "thread_ts": args.get("thread_ts") or None, "files": [f["id"] for f in listed],
+        }  # fmt: skip
+        return {"ok": True, "files": [{"id": f["id"], "title": f.get("title")} for f in listed]}
 
     def _history(self, args: dict[str, Any]) -> dict[str, Any]:
         """The channel's top-level messages since `oldest`, newest first, as Slack lists them
@@ -336,6 +387,8 @@ class FakeSlack:
                 return {"ok": False, "error": "message_not_found"}
             link = f"https://test.slack.com/archives/{channel}/p{ts.replace('.', '')}"
             return {"ok": True, "channel": channel, "permalink": link}
+        if method in ("files.getUploadURLExternal", "files.completeUploadExternal"):
+            return self._files(method, args)
         if method == "conversations.history":
             return self._history(args)
         if method == "chat.postEphemeral":

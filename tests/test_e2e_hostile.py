@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
 
 from bot.killtask import KILLABLE_COMMANDS
+from bot.reading import dbbrain_time
 from standins.dbbrain import DbbrainEmulator
 from standins.slack_api import FakeSlack
 from tests.conftest import (
@@ -109,14 +111,17 @@ def drive_every_message(driver: Driver, slack: FakeSlack, dbbrain: DbbrainEmulat
     driver.command(f'stop {instance} reason="{TYPED}"', user=APPROVER)
     driver.wait_card(card, "Stopped")
     driver.wait_thread(card, "stopped the kill task")
+    # the stop's answer comes after its summary and chart: wait, so no fault below meets it
+    driver.ephemeral_to(APPROVER, "is stopped", timeout=30)
     # break-glass: the reason is quoted in the thread
     glass = new_instance()
     driver.command(f'{glass} duration=5m user=app reason="{TYPED}" --break-glass', user=COMMANDER)
     glass_card = driver.card_posted(glass)
     driver.wait_thread(glass_card, "SKIPPED APPROVAL")
-    driver.wait_card(glass_card, "Running")
+    driver.wait_card(glass_card, "Running")  # a stop while it is still starting is refused
     driver.command(f"stop {glass}", user=COMMANDER)
     driver.wait_card(glass_card, "Stopped")
+    driver.ephemeral_to(COMMANDER, "is stopped", timeout=30)
     # DBbrain's own words: on the card, in the thread, in private answers
     failing = new_instance()
     dbbrain.script("CreateKillTask", {"error": "InvalidParameterValue", "message": HOSTILE})
@@ -132,6 +137,30 @@ def drive_every_message(driver: Driver, slack: FakeSlack, dbbrain: DbbrainEmulat
     dbbrain.script("DescribeMySqlProcessList", {"error": "InternalError", "message": HOSTILE})
     driver.click("refresh_preview", pending, REQUESTER)
     driver.ephemeral_to(REQUESTER, "Could not read the sessions")
+    # a one-shot kill of sessions with hostile accounts, a lock warning naming a hostile holder,
+    # and DBbrain's diagnosis with a hostile event name: on the card and in the summary
+    shot = new_instance()
+    now = time.time()
+    dbbrain.diag_events[shot] = [
+        {"InstanceId": shot, "Severity": 3, "DiagItem": HOSTILE[:60],
+         "StartTime": dbbrain_time(now - 60), "EndTime": dbbrain_time(now)},
+    ]  # fmt: skip
+    waiter = {"Host": f"{HOSTILE[:20]}:1", "DB": "orders", "Command": "Query", "Time": "5",
+              "State": "Waiting for table metadata lock", "Info": HOSTILE}  # fmt: skip
+    dbbrain.set_process_list(
+        shot,
+        [
+            {**waiter, "ID": "21", "User": HOSTILE[:30]},
+            {**waiter, "ID": "22", "User": HOSTILE[30:60]},
+            {**waiter, "ID": "20", "User": HOSTILE[:40], "Command": "Sleep", "State": "",
+             "Time": "90"},
+        ],
+    )  # fmt: skip
+    once = driver.file(shot, "duration=once command=Query")
+    wait_for_preview(slack, once)
+    driver.click("approve", once, APPROVER)
+    driver.wait_card(once, "Killed 2 sessions")
+    driver.wait_thread(once, "Summary of one-shot kill")
     # when the ephemeral fails, the same words go through response_url
     slack.script("chat.postEphemeral", {"status": 500})
     driver.command(f"{instance} duration=5m user=app reason=x --{TYPED[:12]}")

@@ -56,7 +56,7 @@ def test_manifest_turns_on_interactivity_and_socket_mode(manifest: dict[str, Any
 
 def test_manifest_asks_for_the_scopes_the_bot_uses(manifest: dict[str, Any]) -> None:
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
-    assert {"commands", "chat:write", "usergroups:read"} <= scopes
+    assert {"commands", "chat:write", "usergroups:read", "files:write"} <= scopes
     # conversations.history, to find a card whose post went unanswered, in any channel kind
     assert {"channels:history", "groups:history"} <= scopes
 

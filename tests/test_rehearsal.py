@@ -32,9 +32,20 @@ stop 1
 """
 
 
-def rehearse(tmp_path: Path, mysql: str, *args: str) -> subprocess.Popen:
+ONCE_SCRIPT = """\
+# a one-shot kill: exactly the busy app sessions die, once
+sessions
+/killtask cdb-rehearsal duration=once user=rehearsal_app command=Query reason="stuck reports"
+as U02APPROVER
+approve 1
+wait 2
+sessions
+"""
+
+
+def rehearse(tmp_path: Path, mysql: str, *args: str, steps: str = SCRIPT) -> subprocess.Popen:
     script = tmp_path / "script.txt"
-    script.write_text(SCRIPT)
+    script.write_text(steps)
     env = {
         k: v
         for k, v in os.environ.items()
@@ -125,3 +136,20 @@ def test_rehearsal_without_mysql_runs_on_a_simulated_list(tmp_path: Path) -> Non
     assert "*10 sessions match right now*" in transcript
     assert "Kill-task request #1 · Running" in transcript
     assert "Live sessions: rehearsal_app Sleep: 12 · rehearsal_batch Query: 6" in transcript
+
+
+def test_rehearsal_one_shot_kills_exactly_the_matching_sessions(
+    tmp_path: Path, mysql_url: str
+) -> None:
+    process = rehearse(tmp_path, mysql_url, "--seed", steps=ONCE_SCRIPT)
+    transcript, _ = process.communicate(timeout=180)
+    assert process.returncode == 0, transcript
+    assert "Kill-task request #1 · Killed 8 sessions" in transcript
+    assert "Summary of one-shot kill #1" in transcript
+    assert "Matching sessions before: 8, after: 0" in transcript
+    after = (
+        "Live sessions: rehearsal_app Sleep: 10 · rehearsal_batch Query: 6 · "
+        "rehearsal_batch Sleep: 2 · rehearsal_report Sleep: 6"
+    )
+    assert after in transcript
+    assert alive_after(mysql_url) == Counter()

@@ -45,7 +45,7 @@ def test_the_moves() -> None:
     assert {
         State.PENDING: {State.APPROVED, State.REJECTED, State.EXPIRED},
         State.APPROVED: {State.STARTING},
-        State.STARTING: {State.RUNNING, State.FAILED, State.UNKNOWN},
+        State.STARTING: {State.RUNNING, State.FAILED, State.UNKNOWN, State.FINISHED},
         State.RUNNING: {State.STOPPED, State.FINISHED},
         State.UNKNOWN: {State.STOPPED},
         **{state: frozenset() for state in TERMINAL},
@@ -80,7 +80,7 @@ def test_no_state_moves_to_itself_or_back_to_pending() -> None:
         (State.FAILED, {State.STARTING}),
         (State.UNKNOWN, {State.STARTING}),
         (State.STOPPED, {State.RUNNING, State.UNKNOWN}),
-        (State.FINISHED, {State.RUNNING}),
+        (State.FINISHED, {State.RUNNING, State.STARTING}),  # STARTING: a one-shot kill
     ],
 )
 def test_sources_of(target: State, sources: set[State]) -> None:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import event
 
 from bot.clock import Clock as BotClock
-from bot.cloud import CloudError, CloudResult, SessionList
+from bot.cloud import CloudError, CloudResult, KillStage, SessionList
 from bot.killtask import KillTaskSpec
 from bot.outcomes import Announcement, CardPost, Outcome
 from bot.policy import parse_policy
@@ -43,6 +43,18 @@ class FakeCloud:
             raise CloudError("ReadBudgetInUse", "busy", action="DescribeMySqlProcessList")
         return SessionList(rows=list(self.sessions), request_id="req-list")
 
+    def diag_events(self, instance_id: str, product: str, start: str, end: str) -> list[dict]:
+        return []
+
+    def prepare_kill(self, instance_id: str, product: str, threads: list[int]) -> KillStage:
+        return KillStage(tuple(threads), "req-prepare", sql_exec_id=f"x-{threads[0]}")
+
+    def commit_kill(self, instance_id: str, product: str, sql_exec_id: str) -> KillStage:
+        first = int(sql_exec_id.removeprefix("x-"))
+        doomed = [r for r in self.sessions if int(r["ID"]) >= first][:100]
+        self.sessions = [r for r in self.sessions if r not in doomed]
+        return KillStage(tuple(int(r["ID"]) for r in doomed), "req-commit")
+
 
 @dataclass
 class FakeNotifier:
@@ -50,6 +62,7 @@ class FakeNotifier:
     replies: list[tuple[int, Announcement]] = field(default_factory=list)
     slack_down: bool = False
     posts: int = 0
+    summaries: list[tuple] = field(default_factory=list)
 
     def post_card(self, request: KillRequest) -> CardPost:
         if self.slack_down:
@@ -71,6 +84,9 @@ class FakeNotifier:
 
     def announce(self, request: KillRequest, news: Announcement) -> None:
         self.replies.append((request.id, news))
+
+    def post_summary(self, request: KillRequest, summary, chart: bytes | None) -> None:
+        self.summaries.append((request.id, summary, chart))
 
 
 class NoGroups:

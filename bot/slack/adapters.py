@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
 from bot import metrics
-from bot.outcomes import Announcement, CardPost
+from bot.outcomes import Announcement, CardPost, EffectSummary
 from bot.requests import KillRequest
 from bot.slack import blocks, messages
 
@@ -123,6 +123,40 @@ class SlackNotifier:
         except Exception as exc:
             _failed("chat.postMessage", request, _reason(exc))
 
+    def post_summary(
+        self, request: KillRequest, summary: EffectSummary, chart: bytes | None
+    ) -> None:
+        """The chart first (files_upload_v2 into the card's thread), then the summary, which
+        says so when there is no chart: the numbers never wait on an upload."""
+        note = self._upload_chart(request, chart) if chart else _no_chart(summary)
+        try:
+            self.client.chat_postMessage(
+                channel=request.channel_id,
+                thread_ts=request.message_ts,
+                text=messages.summary(request, summary, note),
+            )
+        except Exception as exc:
+            _failed("chat.postMessage", request, _reason(exc))
+
+    def _upload_chart(self, request: KillRequest, chart: bytes) -> str | None:
+        """None when the chart is in the thread; else why not, in words."""
+        try:
+            self.client.files_upload_v2(
+                channel=request.channel_id,
+                thread_ts=request.message_ts,
+                content=chart,
+                filename=f"killtask-{request.id}.png",
+                title=f"Matching sessions, request #{request.id}",
+                alt_txt="Matching sessions over time while the kill task ran",
+            )
+        except Exception as exc:
+            _failed("files.upload", request, _reason(exc))
+            return (
+                f"The chart could not be uploaded to Slack ({_reason(exc)}); the numbers above "
+                "are complete. Check that the app has the files:write scope."
+            )
+        return None
+
     def tell(
         self, channel_id: str, user_id: str, text: str, response_url: str | None = None
     ) -> None:
@@ -215,3 +249,11 @@ def _reason(exc: Exception) -> str:
 def _failed(method: str, request: KillRequest, error: str) -> None:
     metrics.slack_error(method)
     log.warning("slack_call_failed method=%s request=%s error=%s", method, request.id, error)
+
+
+def _no_chart(summary: EffectSummary) -> str:
+    if summary.kill is not None:
+        return ""
+    if summary.samples < 2:
+        return "There is no chart: fewer than two samples were read."
+    return "The chart could not be drawn; the numbers above are complete."

@@ -11,8 +11,10 @@ from bot.killtask import (
     describe_duration,
     describe_filters,
 )
+from bot.outcomes import KillResult
 from bot.preview import Preview
 from bot.requests import KillRequest, State
+from bot.slack import insight
 from bot.slack.mrkdwn import code, esc, mention, when
 
 ACTIONS_BLOCK = "request_actions"
@@ -72,9 +74,15 @@ def _confirm(title: str, text: str, yes: str, style: str = "primary") -> dict:
 # ---------------------------------------------------------------- the request card
 
 
+def title_of(request: KillRequest) -> str:
+    """The state's title, or what a one-shot kill did."""
+    once = insight.once_title(request) if request.spec.once else None
+    return once or STATE_TITLES[request.state][1]
+
+
 def card_text(request: KillRequest) -> str:
     """The notification text of the card (also what screen readers announce)."""
-    _, title = STATE_TITLES[request.state]
+    title = title_of(request)
     return f"Kill-task request #{request.id} on {esc(request.spec.instance_id)}: {title}"
 
 
@@ -85,7 +93,7 @@ def where(request: KillRequest) -> str:
 
 def card(request: KillRequest, approvals_required: int = 1) -> list[dict]:
     spec = request.spec
-    emoji, title = STATE_TITLES[request.state]
+    emoji, title = STATE_TITLES[request.state][0], title_of(request)
     blocks: list[dict] = [
         {
             "type": "header",
@@ -141,8 +149,11 @@ def preview_text(preview: Preview) -> str:
     if preview.truncated:
         lines.append(
             ":warning: DBbrain returned only the first "
-            f"{preview.read} sessions; the real numbers may be higher."
+            f"{preview.read} sessions; the real numbers may be higher, and the counts below "
+            "cover only those (DBbrain gives no totals by account or host)."
         )
+    if preview.lock:
+        lines.append(insight.lock_text(preview.lock, preview.matched))
     if preview.protected:
         accounts = ", ".join(f"{esc(user)} ({n})" for user, n in preview.protected)
         lines.append(
@@ -154,6 +165,7 @@ def preview_text(preview: Preview) -> str:
         ("By client host", preview.by_host),
         ("By database", preview.by_db),
         ("By command", preview.by_command),
+        ("By state", preview.by_state),
     ):
         if pairs:
             lines.append(f"{label}: " + " · ".join(f"{esc(k)} {n}" for k, n in pairs))
@@ -165,6 +177,9 @@ def preview_text(preview: Preview) -> str:
                 f"• {s.time} s · #{esc(s.id)} {esc(s.user)}@{esc(s.host)} "
                 f"{esc(s.db or '-')} {esc(s.command)}{statement}"
             )
+    diagnosis = insight.diagnosis_text(preview.diagnosis, preview.diagnosis_error)
+    if diagnosis:
+        lines.append(diagnosis)
     text = "\n".join(lines)
     return text if len(text) <= MAX_SECTION else text[: MAX_SECTION - 1] + "…"
 
@@ -174,6 +189,8 @@ def _duration_line(request: KillRequest) -> str:
     length = describe_duration(spec.duration)
     if spec.until_stopped:
         return "Until stopped by hand"
+    if spec.once:
+        return "Once, right after approval (KillMySqlThreads)"
     if request.state is State.STOPPED:
         return f"{length}, stopped early by hand"
     if request.started_at is not None and request.ends_at is not None:
@@ -190,9 +207,12 @@ def _state_blocks(request: KillRequest, required: int) -> list[dict]:
         so_far = f" Approved so far by {approved_by}." if approved_by else ""
         if missing == 0:
             return [section(f"Approved by {approved_by}. Checking the sessions, then starting…")]
+        how_long = (
+            "once, now" if request.spec.once else f"for {describe_duration(request.spec.duration)}"
+        )
         confirm_text = (
             f"DBbrain will kill {esc(describe_filters(request.spec))} on "
-            f"`{esc(request.spec.instance_id)}` for {describe_duration(request.spec.duration)}."
+            f"`{esc(request.spec.instance_id)}` {how_long}."
         )
         return [
             {
@@ -228,9 +248,15 @@ def _state_blocks(request: KillRequest, required: int) -> list[dict]:
         ]
     if state is State.STARTING:
         return [section(f"Approved by {mention(request.decided_by)}. Sending to DBbrain…")]
+    effect = insight.effect_line(request)
+    shown = [section(effect)] if effect else []
+    if request.kill_result:
+        result = KillResult.from_dict(request.kill_result)
+        shown = [section(insight.kill_result_text(result, unknown=state is State.UNKNOWN))]
     if state is State.RUNNING:
         ends = "until stopped by hand" if request.ends_at is None else when(request.ends_at)
         return [
+            *shown,
             _fields(
                 ("DBbrain RequestId", f"`{esc(request.cloud_request_id)}`"),
                 ("Approved by", approved_by or mention(request.decided_by)),
@@ -260,7 +286,8 @@ def _state_blocks(request: KillRequest, required: int) -> list[dict]:
         if request.cloud_request_id:
             details.append(f"DBbrain RequestId `{esc(request.cloud_request_id)}`")
         blocks.append({"type": "context", "elements": [text_object("mrkdwn", " · ".join(details))]})
-        if state is State.UNKNOWN:
+        blocks.extend(shown)
+        if state is State.UNKNOWN and not request.spec.once:
             blocks.append(
                 {
                     "type": "actions",
@@ -286,18 +313,20 @@ def _state_blocks(request: KillRequest, required: int) -> list[dict]:
         ]
     if state is State.STOPPED:
         return [
+            *shown,
             _fields(
                 ("Stopped by", mention(request.stopped_by)),
                 ("Stopped", when(request.stopped_at)),
                 ("Started", when(request.started_at)),
                 ("DBbrain RequestId", f"`{esc(request.cloud_request_id)}`"),
-            )
+            ),
         ]
     # FINISHED
     return [
+        *shown,
         _fields(
             ("Finished", when(request.ends_at)),
             ("Started", when(request.started_at)),
             ("DBbrain RequestId", f"`{esc(request.cloud_request_id)}`"),
-        )
+        ),
     ]

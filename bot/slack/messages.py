@@ -7,8 +7,8 @@ quote them) is escaped here; mentions are built from IDs the bot checked.
 
 from __future__ import annotations
 
-from bot.killtask import FIELD_LABELS, USAGE, SpecError, describe_filters
-from bot.outcomes import Announcement, CardPost, Happening, Outcome
+from bot.killtask import FIELD_LABELS, USAGE, SpecError, describe_duration, describe_filters
+from bot.outcomes import Announcement, CardPost, EffectSummary, Happening, Outcome
 from bot.preview import Preview
 from bot.requests import KillRequest
 from bot.slack.blocks import STATE_TITLES, preview_text, where
@@ -59,6 +59,44 @@ def announcement(request: KillRequest, news: Announcement) -> str:
         case Happening.EXPIRED:
             return "This request expired without enough approvals; nothing was killed."
     raise ValueError(f"no words for {news.what}")  # pragma: no cover - every case is above
+
+
+def summary(request: KillRequest, facts: EffectSummary, chart: str | None) -> str:
+    """The end-of-task summary. `chart` is None when a chart was uploaded above, else why
+    there is none, in words."""
+    approved = ", ".join(mention(u) for u in facts.approvers) or "nobody recorded"
+    more = "+" if facts.truncated else ""
+    if facts.kill is not None:
+        kill = facts.kill
+        after = "not read" if kill.after is None else str(kill.after)
+        return (
+            f":bar_chart: *Summary of one-shot kill #{request.id}* on "
+            f"`{code(request.spec.instance_id)}`: killed {kill.killed} of {kill.matched} "
+            f"matching sessions. Matching sessions before: {kill.matched}, after: {after}. "
+            f"Approved by {approved}."
+        )
+    verb = "was stopped" if facts.how is Happening.STOPPED else "finished"
+    ran = "" if facts.ran_seconds is None else f" after {describe_duration(int(facts.ran_seconds))}"
+    lines = [
+        f":bar_chart: *Summary of kill task #{request.id}* on "
+        f"`{code(request.spec.instance_id)}`: it {verb}{ran}. Approved by {approved}."
+    ]
+    if facts.samples:
+        lines.append(
+            f"Matching sessions: {facts.start}{more} at the start, peak {facts.peak}{more}, "
+            f"{facts.end}{more} at the end ({facts.samples} sample"
+            f"{'s' if facts.samples != 1 else ''}). DBbrain reports no kill count for a kill "
+            "task; these are the bot's own reads."
+        )
+    else:
+        lines.append("The matching sessions could not be read while it ran, so there is no trend.")
+    if facts.truncated:
+        lines.append("Some reads were cut at their limit, so these counts are lower bounds.")
+    if chart is None:
+        lines.append("The chart of matching sessions over time is above.")
+    elif chart:
+        lines.append(esc(chart))
+    return "\n".join(lines)
 
 
 def _seen(preview: Preview | None) -> str:
@@ -128,8 +166,8 @@ def preview_reply(instance_id: str, filters: str, result: Outcome) -> str:
 
 def help_text() -> str:
     return (
-        "*/killtask* asks DBbrain to keep killing matching MySQL sessions, after a second "
-        "person approves.\n"
+        "*/killtask* asks DBbrain to keep killing matching MySQL sessions (or, with "
+        "`duration=once`, to kill the ones there now, once), after a second person approves.\n"
         f"• File a request: `{code(USAGE)}`\n"
         "• `/killtask` alone opens a form.\n"
         "• `/killtask preview &lt;InstanceId&gt; key=value …`: what those filters would kill "

@@ -23,6 +23,7 @@ DURATION_CHOICES = (
     ("7200", "2 hours"),
     ("21600", "6 hours"),
     ("until-stopped", "Until stopped by hand"),
+    ("once", "Once: kill the matching sessions now"),
 )
 
 
@@ -89,8 +90,8 @@ def modal(channel_id: str, instance_id: str | None = None, thread_ts: str | None
         "close": text_object("plain_text", "Cancel"),
         "blocks": [
             section(
-                "DBbrain will keep killing sessions that match *all* the filters below, "
-                "after someone else approves."
+                "DBbrain will keep killing sessions that match *all* the filters below (or "
+                "kill them once, with How long: Once), after someone else approves."
             ),
             _instance_picker(instance_id),
             _input(

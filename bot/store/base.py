@@ -155,4 +155,6 @@ class StoreBase:
             preview=json.loads(row["preview"]) if row["preview"] else None,
             account=row["account"],
             region=row["region"],
+            effect=json.loads(row["effect"]) if row["effect"] else None,
+            kill_result=json.loads(row["kill_result"]) if row["kill_result"] else None,
         )

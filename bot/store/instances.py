@@ -29,7 +29,7 @@ class InstanceRows(CardRows):
         listed any more are dropped. Without, they are single lookups added to the list."""
         now = self._clock()
         ids = [r.instance_id for r in rows]
-        with self._errors(), self.engine.begin() as conn:
+        with self._writing() as conn:
             if account is not None:
                 conn.execute(delete(instances).where(instances.c.account == account))
             conn.execute(delete(instances).where(instances.c.instance_id.in_(ids)))

@@ -22,8 +22,9 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from bot.audit import AuditEntry
-from bot.killtask import KillTaskSpec
+from bot.killtask import ONCE, KillTaskSpec
 from bot.requests import ACTIVE_STATES, OPEN_STATES, KillRequest, State, sources_of
+from bot.store.effects import EffectRows
 from bot.store.instances import InstanceRows
 from bot.store.tables import approvals, bot_processes, kill_requests
 
@@ -32,7 +33,7 @@ class _Again(Exception):
     """This person had already approved: roll the approval's transaction back."""
 
 
-class Store(InstanceRows):
+class Store(EffectRows, InstanceRows):
     """Requests, approvals, heartbeats and the audit log."""
 
     # ------------------------------------------------------------ processes
@@ -221,6 +222,7 @@ class Store(InstanceRows):
             kill_requests.c.instance_id == instance_id,
             kill_requests.c.product == product,
             kill_requests.c.state.in_([s.value for s in ACTIVE_STATES]),
+            kill_requests.c.duration != ONCE,  # a one-shot kill leaves nothing running
         )
         if exclude_id is not None:
             query = query.where(kill_requests.c.id != exclude_id)

@@ -64,6 +64,12 @@ kill_requests = Table(
     # Where the task runs: the policy's account name and the instance's region, for the card.
     Column("account", String(40)),
     Column("region", String(40)),
+    # A running task's effect (JSON: matching sessions at the start, now, the trend) for the
+    # card; the samples themselves are in effect_samples.
+    Column("effect", Text),
+    Column("kill_result", Text),  # what a one-shot kill did (JSON)
+    # When a replica last claimed a sample of this task: one sample per period, one replica.
+    Column("sampled_at", Float),
     Index("ix_kill_requests_state_expires", "state", "expires_at"),
     Index("ix_kill_requests_state_ends", "state", "ends_at"),
     Index("ix_kill_requests_instance", "instance_id", "product", "state"),
@@ -111,6 +117,19 @@ instances = Table(
     Column("event_count", Integer),
     Column("account", String(40), nullable=False),
     Column("fetched_at", Float, nullable=False),
+)
+
+
+# What a running kill task did: the matching and total sessions, read every sample period.
+effect_samples = Table(
+    "effect_samples",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("matching", Integer, nullable=False),
+    Column("total", Integer, nullable=False),
+    Index("ix_effect_samples_request", "request_id", "at"),
 )
 
 approvals = Table(

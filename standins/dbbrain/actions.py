@@ -158,7 +158,30 @@ def describe_instances(emu: DbbrainEmulator, params: dict[str, Any], account: st
     return {"TotalCount": len(rows), "Items": items}, None
 
 
+def describe_diag_events(emu: DbbrainEmulator, params: dict[str, Any]) -> Answer:
+    """DescribeDBDiagEvents: the events tests put in ``emu.diag_events``, within the times."""
+    texts = ("StartTime", "EndTime", "Product")
+    spec = dict.fromkeys(texts, str) | {"InstanceIds": list, "Severities": list}
+    spec |= {"DiagItems": list, "Offset": int, "Limit": int}
+    check_params(params, spec, ("StartTime", "EndTime"))
+    start, end = params["StartTime"], params["EndTime"]
+    if start > end:
+        raise ApiError("InvalidParameterValue", "StartTime must be before EndTime.")
+    wanted = set(params.get("InstanceIds") or ())
+    with emu._cond:
+        events = [
+            dict(event)
+            for instance_id, found in emu.diag_events.items()
+            if not wanted or instance_id in wanted
+            for event in found
+            if start <= event.get("StartTime", start) <= end
+        ]
+    limit = params.get("Limit", 20)
+    return {"TotalCount": len(events), "Items": events[:limit]}, None
+
+
 ACTIONS: dict[str, DbbrainHandler] = {
+    "DescribeDBDiagEvents": describe_diag_events,
     "CreateKillTask": create_kill_task,
     "CancelKillTask": cancel_kill_task,
     "DescribeMySqlProcessList": describe_process_list,

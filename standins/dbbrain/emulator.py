@@ -57,6 +57,8 @@ class DbbrainEmulator(CloudApiServer):
         self.default_region = default_region
         # Where placed instances live: instance id → region, account, name, product, health.
         self.places: dict[str, dict[str, Any]] = {}
+        # DBbrain's diagnosis events by instance, as DescribeDBDiagEvents lists them.
+        self.diag_events: dict[str, list[dict[str, Any]]] = {}
 
     def stop(self) -> None:
         """Stop serving, end every kill task's thread and close the backends' connections."""
@@ -74,6 +76,7 @@ class DbbrainEmulator(CloudApiServer):
         with self._cond:
             super().reset()
             self.prepared_kills.forget()
+            self.diag_events = {}
 
     def set_process_list(self, instance_id: str, rows: Iterable[dict[str, Any]]) -> None:
         """Give the instance simulated sessions (replacing its backend); killed rows vanish."""

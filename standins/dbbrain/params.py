@@ -12,7 +12,7 @@ from typing import Any
 from standins.dbbrain.calls import ApiError
 
 # The type of a list parameter's items; every other list holds strings. None: anything.
-LIST_ITEMS: dict[str, type | None] = {"Threads": int, "StatDimensions": None}
+LIST_ITEMS: dict[str, type | None] = {"Threads": int, "StatDimensions": None, "Severities": int}
 
 
 def check_params(params: dict[str, Any], spec: dict[str, type], required: Iterable[str]) -> None:
