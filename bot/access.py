@@ -13,6 +13,7 @@ from bot.killtask import KillTaskSpec, broad_reason
 from bot.outcomes import Outcome
 from bot.policy import Decision, Policy, Target
 from bot.requests import KillRequest
+from bot.rules import Requirement
 from bot.store import Store
 
 
@@ -38,6 +39,12 @@ class Access:
         policy = self.policy
         groups = self.membership.groups_of(user_id, policy.groups)
         return policy.check(verb, user_id, groups, channel_id, target)
+
+    def counts(self, user_id: str, needed: Requirement) -> bool:
+        """Whether this person's approval counts under the rules' `from` lists."""
+        if not needed.from_:
+            return True
+        return needed.counts(user_id, self.membership.groups_of(user_id, needed.groups))
 
     def check_spec(self, verb: str, user_id: str, channel_id: str, spec: KillTaskSpec) -> Decision:
         """The verb itself, and `kill_all` too when the spec reaches (nearly) every session."""

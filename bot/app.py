@@ -28,6 +28,7 @@ from bot.policy import Policy, PolicyError, load_policy
 from bot.service import KillTaskService
 from bot.slack.adapters import SlackMembership, SlackNotifier
 from bot.slack.handlers import Handlers
+from bot.slack.home import Home
 from bot.slack.routes import register
 from bot.store import SharedRateLimit, Store, make_engine
 
@@ -107,7 +108,7 @@ def build_service(settings: Settings, policy: Policy) -> tuple[KillTaskService, 
     # Group lookups run before the ack: a short timeout keeps the ack inside Slack's 3 s.
     membership = SlackMembership(web_client(settings, timeout=2))
     service = KillTaskService(store, cloud, policy, notifier, membership, process_id=process_id())
-    notifier.approvals_required = lambda: service.policy.approval.required  # read per card
+    notifier.requirement = lambda spec: service.policy.requirement(spec)  # read per card
     return service, notifier
 
 
@@ -123,7 +124,7 @@ def build_bot(settings: Settings, policy: Policy) -> Bot:
     # before Bolt sees them, and this keeps any that slip past out of the log too.
     logging.getLogger("slack_bolt.RequestVerification").setLevel(logging.WARNING)
     background = Background(threads=AFTER_ACK_THREADS)
-    register(app, Handlers(service, notifier, background))
+    register(app, Handlers(service, notifier, background), Home(service, notifier, background))
     clock = Clock(
         service,
         heartbeat_grace=max(5 * settings.tick_seconds, 2.0),

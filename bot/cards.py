@@ -25,6 +25,9 @@ class Notifier(Protocol):
 
     def announce(self, request: KillRequest, announcement: Announcement) -> None: ...
 
+    def direct(self, request: KillRequest, announcement: Announcement) -> None:
+        """Tell the requester, in a direct message with a link to the card."""
+
 
 class Cards:
     def __init__(

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from bot.killtask import PRODUCTS, UNTIL_STOPPED
+from bot.killtask import PRODUCTS, UNTIL_STOPPED, KillTaskSpec
+from bot.rules import Requirement, Rule, RuleError, parse_when, requirement
 
 VERBS = ("request", "approve", "reject", "stop", "preview", "kill_all", "break_glass")
 DEFAULT_MAX_DURATION = 3600
@@ -23,8 +24,12 @@ _USER_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _GROUP_RE = re.compile(r"^S[A-Z0-9]{2,}$")
 _CHANNEL_RE = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 _ROLE_KEYS = {"members", "allow", "instances", "products", "max_duration"}
-_APPROVAL_KEYS = {"required", "allow_self_approval", "expires_after_minutes"}
-_TOP_KEYS = {"channels", "approval", "roles", "protected_users", "preview"}
+_APPROVAL_KEYS = {
+    "required", "allow_self_approval", "expires_after_minutes", "notify", "remind_after_minutes",
+    "escalate_after_minutes", "escalate_to", "rules",
+}  # fmt: skip
+_TOP_KEYS = {"channels", "approval", "roles", "protected_users", "preview", "running"}
+_MEMBER = "Slack user (U…/W…) or user group (S…) ID"
 
 
 class PolicyError(ValueError):
@@ -54,6 +59,11 @@ class Approval:
     required: int = 1
     allow_self_approval: bool = False
     expires_after_minutes: float = 30  # fractions allowed: 0.05 is 3 s
+    notify: tuple[str, ...] = ()  # mentioned when a request is filed
+    remind_after_minutes: float | None = None  # one reminder in the thread, mentioning notify
+    escalate_after_minutes: float | None = None  # one escalation, mentioning escalate_to
+    escalate_to: tuple[str, ...] = ()
+    rules: tuple[Rule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,11 +90,18 @@ class Policy:
     channels: frozenset[str] | None = None
     protected_users: frozenset[str] = frozenset()
     show_statements: bool = True  # statements can hold customer data; a policy may hide them
+    remind_running_minutes: float | None = None  # "still killing on …", every this often
     groups: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         groups = {m for role in self.roles for m in role.members if m.startswith("S")}
+        for rule in self.approval.rules:
+            groups |= {m for m in rule.from_ or () if m.startswith("S")}
         object.__setattr__(self, "groups", frozenset(groups))
+
+    def requirement(self, spec: KillTaskSpec) -> Requirement:
+        """How many approvals this request needs, and from whom (the strictest rule wins)."""
+        return requirement(self.approval.required, self.approval.rules, spec)
 
     def roles_of(self, user_id: str, user_groups: frozenset[str] | set[str]) -> list[Role]:
         return [r for r in self.roles if user_id in r.members or r.members & set(user_groups)]
@@ -188,7 +205,12 @@ def parse_policy(data: object) -> Policy:
     show = preview.get("show_statements", True)
     if not isinstance(show, bool):
         raise PolicyError("preview.show_statements: must be true or false")
-    return Policy(roles, approval, channels, frozenset(protected), show)
+    running = data.get("running") or {}
+    if not isinstance(running, dict):
+        raise PolicyError("running: must be a mapping such as {remind_every_minutes: 30}")
+    _no_unknown_keys(running, {"remind_every_minutes"}, "running.")
+    every = _minutes(running, "remind_every_minutes", "running.")
+    return Policy(roles, approval, channels, frozenset(protected), show, every)
 
 
 def _parse_approval(data: object) -> Approval:
@@ -207,7 +229,51 @@ def _parse_approval(data: object) -> Approval:
             "approval.expires_after_minutes: must be a number of minutes above 0 and at most "
             "1440 (fractions allowed, e.g. 0.5)"
         )
-    return Approval(required, self_ok, expires)
+    return Approval(
+        required, self_ok, expires,
+        notify=tuple(_id_list(data["notify"], "approval.notify", None, _MEMBER))
+        if data.get("notify") is not None else (),
+        remind_after_minutes=_minutes(data, "remind_after_minutes", "approval."),
+        escalate_after_minutes=_minutes(data, "escalate_after_minutes", "approval."),
+        escalate_to=tuple(_id_list(data["escalate_to"], "approval.escalate_to", None, _MEMBER))
+        if data.get("escalate_to") is not None else (),
+        rules=_parse_rules(data.get("rules") or []),
+    )  # fmt: skip
+
+
+def _minutes(data: dict, key: str, prefix: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not _is_number(value) or not 0 < value <= 10080:
+        raise PolicyError(
+            f"{prefix}{key}: must be a number of minutes above 0 and at most 10080 "
+            "(fractions allowed, e.g. 0.5)"
+        )
+    return float(value)
+
+
+def _parse_rules(data: object) -> tuple[Rule, ...]:
+    if not isinstance(data, list):
+        raise PolicyError("approval.rules: must be a list of {when: …, required: N, from: […]}")
+    rules = []
+    for i, item in enumerate(data):
+        where = f"approval.rules[{i}]"
+        if not isinstance(item, dict):
+            raise PolicyError(f"{where}: must be a mapping with when and required")
+        _no_unknown_keys(item, {"when", "required", "from"}, f"{where}.")
+        try:
+            when = parse_when(item.get("when"), f"{where}.when")
+        except RuleError as exc:
+            raise PolicyError(str(exc)) from None
+        required = item.get("required", 1)
+        if not isinstance(required, int) or isinstance(required, bool) or not 1 <= required <= 10:
+            raise PolicyError(f"{where}.required: must be a whole number from 1 to 10")
+        from_ = None
+        if item.get("from") is not None:
+            from_ = frozenset(_id_list(item["from"], f"{where}.from", None, _MEMBER))
+        rules.append(Rule(when, required, from_))
+    return tuple(rules)
 
 
 def _is_number(value: object) -> bool:

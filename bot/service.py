@@ -24,6 +24,7 @@ from bot.outcomes import Announcement, Happening, Outcome, Published
 from bot.policy import Decision, Policy, Target
 from bot.preview import Preview, list_filters, summarize
 from bot.requests import KillRequest, State, approval_problem, approvals_missing
+from bot.rules import Requirement
 from bot.starting import Starter, closed
 from bot.stopping import Stopper
 from bot.store import Store
@@ -101,7 +102,7 @@ class KillTaskService:
         if break_glass:
             text = f"Request #{request.id} skips approval (break-glass) and starts now."
         else:
-            missing = self.policy.approval.required
+            missing = self.policy.requirement(spec).required
             text = (
                 f"Request #{request.id} is filed. It needs {missing} approval"
                 f"{'s' if missing > 1 else ''} from someone else before anything is killed."
@@ -112,6 +113,14 @@ class KillTaskService:
         """The slow part of filing: post the card, read the live preview, and start a
         break-glass request."""
         request, card = self.cards.post(request)
+        approval = self.policy.approval
+        if card.ts and request.state is State.PENDING and approval.notify:
+            needed = self.policy.requirement(request.spec)
+            filed = Announcement(
+                Happening.FILED, request.requester_id, mentions=approval.notify,
+                missing=needed.required, needed_from=needed.from_,
+            )  # fmt: skip
+            self.notifier.announce(request, filed)
         request, preview = self.cards.refresh_preview(request)
         started = None
         if request.state is State.APPROVED and request.break_glass:
@@ -161,41 +170,44 @@ class KillTaskService:
     def approve(self, user_id: str, request_id: int, channel_id: str, message_ts: str) -> Outcome:
         """The quick part: the approval, and the decision when it is the last one needed."""
         found = self._own_pending(request_id, channel_id, message_ts, user_id, "approve")
-        if isinstance(found, Outcome):
-            return found
-        request = found
+        return found if isinstance(found, Outcome) else self._approve(user_id, found)
+
+    def _approve(self, user_id: str, request: KillRequest) -> Outcome:
+        """Every check of an approval, for a request already bound to the click."""
         if request.expires_at <= self.clock():
             return Outcome(False, f"Request #{request.id} had expired; file a new one.", request)
-        decision = self.access.check_spec("approve", user_id, channel_id, request.spec)
+        decision = self.access.check_spec("approve", user_id, request.channel_id, request.spec)
         if not decision.allowed:
             return self.access.deny(user_id, "approve", decision, request)
         problem = approval_problem(request, user_id, self.policy.approval.allow_self_approval)
         if problem:
             return self.access.deny(user_id, "approve", Decision(False, problem), request)
+        needed = self.policy.requirement(request.spec)
+        if not self.access.counts(user_id, needed):
+            return self.access.deny(user_id, "approve", not_counted(needed), request)
         busy = self.store.active_on(request.spec.instance_id, request.spec.product, request.id)
         if busy is not None:
             return Outcome(False, busy_message(busy), request)
-        required = self.policy.approval.required
         result, now = self.store.approve(
-            request.id, user_id, required, self.process_id,
+            request.id, user_id, needed.required, self.process_id,
             entry(request, user_id, "approve", "recorded", detail=decision.reason),
         )  # fmt: skip
         if result == "again" or now is None:
             return Outcome(False, "You have already approved this request.", request)
         if result == "closed":
             return closed(now)
-        missing = approvals_missing(now, required)
+        missing = approvals_missing(now, needed.required)
         if missing:
             return Outcome(True, f"Your approval is recorded; {missing} more needed.", now)
         return Outcome(True, "Your approval is recorded; the kill task starts now.", now)
 
     def reject(self, user_id: str, request_id: int, channel_id: str, message_ts: str) -> Outcome:
         found = self._own_pending(request_id, channel_id, message_ts, user_id, "reject")
-        if isinstance(found, Outcome):
-            return found
-        request = found
+        return found if isinstance(found, Outcome) else self._reject(user_id, found)
+
+    def _reject(self, user_id: str, request: KillRequest) -> Outcome:
         target = Target(request.spec.instance_id, request.spec.product)
-        decision = self.access.check("reject", user_id, channel_id, target)
+        decision = self.access.check("reject", user_id, request.channel_id, target)
         # The requester may always withdraw their own request.
         if not decision.allowed and user_id != request.requester_id:
             return self.access.deny(user_id, "reject", decision, request)
@@ -207,17 +219,41 @@ class KillTaskService:
             return closed(self.store.get(request.id) or request)
         return Outcome(True, f"Request #{request.id} is rejected.", moved)
 
+    # ------------------------------------------------------------ from App Home
+
+    def from_home(self, verb: str, user_id: str, request_id: int) -> Outcome:
+        """A button on someone's App Home. It carries no channel or card, so the request is
+        bound by its number alone and every check then uses the stored request's channel:
+        the same checks, in the same code, as the card's buttons."""
+        request = self.store.get(request_id)
+        if request is None:
+            self.store.audit(
+                AuditEntry(user_id, verb, "refused", detail=f"home button for {request_id!r}")
+            )
+            return Outcome(False, f"There is no request #{request_id}; nothing was changed.")
+        if verb == "stop":
+            return self.stopper.stop(user_id, request.channel_id, request)
+        if request.state is not State.PENDING:
+            return closed(request)
+        return (
+            self._approve(user_id, request) if verb == "approve" else self._reject(user_id, request)
+        )
+
     def carry_out(self, decided: Outcome, actor_id: str) -> Outcome | None:
         """The slow part of a decision already stored: show it, and start an approved task."""
         request = decided.request
         if not decided.ok or request is None:
             return None
         if request.state is State.APPROVED:
+            self.notifier.direct(request, Announcement(Happening.APPROVED, actor_id))
             return self.starter.start(request)
         self.cards.sync(request)
         if request.state is State.PENDING:
-            missing = approvals_missing(request, self.policy.approval.required)
-            event = Announcement(Happening.APPROVAL_RECORDED, actor_id, missing=missing)
+            needed = self.policy.requirement(request.spec)
+            missing = approvals_missing(request, needed.required)
+            event = Announcement(
+                Happening.APPROVAL_RECORDED, actor_id, missing=missing, needed_from=needed.from_
+            )
             self.notifier.announce(request, event)
         elif request.state is State.REJECTED:
             self.notifier.announce(request, Announcement(Happening.REJECTED, actor_id))
@@ -301,6 +337,16 @@ class KillTaskService:
 
 
 # ---------------------------------------------------------------- plain words
+
+
+def not_counted(needed: Requirement) -> Decision:
+    groups = " and ".join("/".join(sorted(ids)) for ids in needed.from_)
+    return Decision(
+        False,
+        f"your approval does not count for this request: it matches the rule for "
+        f"{'; '.join(needed.because)}, which counts approvals only from {groups}; ask one "
+        "of them to approve",
+    )
 
 
 def busy_message(busy: KillRequest) -> str:

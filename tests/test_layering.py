@@ -24,7 +24,7 @@ def loaded_by(module: str) -> set[str]:
 
 @pytest.mark.parametrize(
     "module",
-    ["bot.killtask", "bot.requests", "bot.preview", "bot.audit", "bot.outcomes"],
+    ["bot.killtask", "bot.requests", "bot.preview", "bot.audit", "bot.outcomes", "bot.rules"],
 )
 def test_the_domain_imports_nothing_outside(module: str) -> None:
     assert loaded_by(module) & set(OUTSIDE) == set()

@@ -46,6 +46,7 @@ class FakeCloud:
 class FakeNotifier:
     cards: dict[int, KillRequest] = field(default_factory=dict)
     replies: list[tuple[int, Announcement]] = field(default_factory=list)
+    directs: list[tuple[int, Announcement]] = field(default_factory=list)
     slack_down: bool = False
     posts: int = 0
 
@@ -69,6 +70,9 @@ class FakeNotifier:
 
     def announce(self, request: KillRequest, news: Announcement) -> None:
         self.replies.append((request.id, news))
+
+    def direct(self, request: KillRequest, news: Announcement) -> None:
+        self.directs.append((request.id, news))
 
 
 class NoGroups:

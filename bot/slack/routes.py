@@ -5,13 +5,18 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.slack.handlers import Handlers
+from bot.slack.home import HOME_BUTTONS, Home
 from bot.slack.modal import MODAL_CALLBACK
 
 BUTTONS = ("approve", "reject", "stop", "refresh_preview")
 
 
-def register(app: App, handlers: Handlers) -> None:
+def register(app: App, handlers: Handlers, home: Home | None = None) -> None:
     app.command("/killtask")(handlers.command)
     app.view(MODAL_CALLBACK)(handlers.modal_submitted)
     for action_id in BUTTONS:
         app.action(action_id)(handlers.button)
+    if home is not None:
+        app.event("app_home_opened")(home.opened)
+        for action_id in HOME_BUTTONS:
+            app.action(action_id)(home.button)

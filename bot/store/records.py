@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.audit import AuditEntry
 from bot.killtask import KillTaskSpec
 from bot.requests import ACTIVE_STATES, OPEN_STATES, KillRequest, State, sources_of
-from bot.store.cards import CardRows
+from bot.store.nudges import NudgeRows
 from bot.store.tables import approvals, bot_processes, kill_requests
 
 
@@ -32,7 +32,7 @@ class _Again(Exception):
     """This person had already approved: roll the approval's transaction back."""
 
 
-class Store(CardRows):
+class Store(NudgeRows):
     """Requests, approvals, heartbeats and the audit log."""
 
     # ------------------------------------------------------------ processes

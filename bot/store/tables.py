@@ -57,6 +57,11 @@ kill_requests = Table(
     # When a process last took on posting the card; a stale claim lets another one retry.
     Column("card_claimed_at", Float),
     Column("preview", Text),  # the last live preview (JSON), shown on the card
+    # When the one reminder and the one escalation went out, and the last "still running"
+    # reminder: each is claimed by a conditional UPDATE, so one replica sends it.
+    Column("reminded_at", Float),
+    Column("escalated_at", Float),
+    Column("running_reminded_at", Float),
     Index("ix_kill_requests_state_expires", "state", "expires_at"),
     Index("ix_kill_requests_state_ends", "state", "ends_at"),
     Index("ix_kill_requests_instance", "instance_id", "product", "state"),

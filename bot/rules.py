@@ -1,0 +1,132 @@
+"""Who must approve a request: the approval rules of the policy, matched against one spec.
+
+Every matching rule applies, so the strictest wins: the highest `required`, and an approver
+must belong to every `from` list of the matching rules. No I/O here; members are Slack IDs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from bot.killtask import PRODUCTS, KillTaskSpec, broad_reason
+
+WHEN_KEYS = {"instances", "products", "kill_all", "min_duration", "once", "until_stopped"}
+
+
+class RuleError(ValueError):
+    """A rule is wrong; the message names the field (the policy module adds where)."""
+
+
+@dataclass(frozen=True)
+class When:
+    instances: tuple[str, ...] | None = None
+    products: frozenset[str] | None = None
+    kill_all: bool | None = None
+    min_duration: int | None = None
+    once: bool | None = None  # a fixed duration, as opposed to until stopped
+    until_stopped: bool | None = None
+
+    def matches(self, spec: KillTaskSpec) -> bool:
+        if self.instances is not None and not any(
+            fnmatch.fnmatchcase(spec.instance_id, p) for p in self.instances
+        ):
+            return False
+        if self.products is not None and spec.product not in self.products:
+            return False
+        if self.kill_all is not None and (broad_reason(spec) is not None) != self.kill_all:
+            return False
+        if self.min_duration is not None and not (
+            spec.until_stopped or spec.duration >= self.min_duration
+        ):
+            return False
+        if self.once is not None and (not spec.until_stopped) != self.once:
+            return False
+        return self.until_stopped is None or spec.until_stopped == self.until_stopped
+
+    def describe(self) -> str:
+        parts = []
+        if self.instances is not None:
+            parts.append("instances " + ", ".join(self.instances))
+        if self.products is not None:
+            parts.append("products " + ", ".join(sorted(self.products)))
+        if self.kill_all is not None:
+            parts.append("wide requests" if self.kill_all else "narrow requests")
+        if self.min_duration is not None:
+            parts.append(f"at least {self.min_duration} s")
+        if self.once is not None:
+            parts.append("a fixed duration" if self.once else "no fixed duration")
+        if self.until_stopped is not None:
+            parts.append("until stopped" if self.until_stopped else "not until stopped")
+        return " and ".join(parts) or "every request"
+
+
+@dataclass(frozen=True)
+class Rule:
+    when: When
+    required: int
+    from_: frozenset[str] | None = None  # user (U…/W…) and group (S…) IDs
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What a request needs: how many approvals, from whom, and which rules said so."""
+
+    required: int
+    from_: tuple[frozenset[str], ...] = ()  # an approver must be in each of these
+    because: tuple[str, ...] = ()  # the matching rules, described
+
+    def counts(self, user_id: str, user_groups: frozenset[str] | set[str]) -> bool:
+        """Whether this person's approval counts toward the requirement."""
+        return all(user_id in ids or ids & set(user_groups) for ids in self.from_)
+
+    @property
+    def groups(self) -> frozenset[str]:
+        return frozenset(i for ids in self.from_ for i in ids if i.startswith("S"))
+
+
+def requirement(base: int, rules: tuple[Rule, ...], spec: KillTaskSpec) -> Requirement:
+    matching = [rule for rule in rules if rule.when.matches(spec)]
+    return Requirement(
+        required=max([base, *(rule.required for rule in matching)]),
+        from_=tuple(rule.from_ for rule in matching if rule.from_),
+        because=tuple(rule.when.describe() for rule in matching),
+    )
+
+
+def parse_when(data: object, where: str) -> When:
+    if not isinstance(data, dict) or not data:
+        raise RuleError(f'{where}: must be a mapping such as {{instances: ["cdb-prod-*"]}}')
+    for key in data:
+        if key not in WHEN_KEYS:
+            raise RuleError(
+                f"{where}.{key}: unknown condition; known are {', '.join(sorted(WHEN_KEYS))}"
+            )
+    found: dict[str, object] = {}
+    if "instances" in data:
+        value = data["instances"]
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(p, str) and p for p in value)
+        ):
+            raise RuleError(
+                f"{where}.instances: must be a list of glob patterns such as cdb-prod-*"
+            )
+        found["instances"] = tuple(value)
+    if "products" in data:
+        value = data["products"]
+        if not isinstance(value, list) or not value or any(p not in PRODUCTS for p in value):
+            raise RuleError(f"{where}.products: must list products from {', '.join(PRODUCTS)}")
+        found["products"] = frozenset(value)
+    for key in ("kill_all", "once", "until_stopped"):
+        if key in data:
+            if not isinstance(data[key], bool):
+                raise RuleError(f"{where}.{key}: must be true or false")
+            found[key] = data[key]
+    if "min_duration" in data:
+        value = data["min_duration"]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise RuleError(f"{where}.min_duration: must be a whole number of seconds above 0")
+        found["min_duration"] = value
+    return When(**found)  # type: ignore[arg-type]
