@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from sqlalchemy import event
 
 from bot.clock import Clock as BotClock
