@@ -534,4 +534,3 @@ def test_sigterm_lets_an_approval_in_flight_finish(
     row = final_create_audit(bot, card.request_id)
     assert row["outcome"] == "running" and row["cloud_request_id"] == calls[0].request_id
     assert request_row(bot, card.request_id)["state"] == "running"
-
