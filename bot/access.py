@@ -46,6 +46,16 @@ class Access:
             return True
         return needed.counts(user_id, self.membership.groups_of(user_id, needed.groups))
 
+    @staticmethod
+    def not_counted(needed: Requirement) -> Decision:
+        groups = " and ".join("/".join(sorted(ids)) for ids in needed.from_)
+        return Decision(
+            False,
+            f"your approval does not count for this request: it matches the rule for "
+            f"{'; '.join(needed.because)}, which counts approvals only from {groups}; ask one "
+            "of them to approve",
+        )
+
     def check_spec(self, verb: str, user_id: str, channel_id: str, spec: KillTaskSpec) -> Decision:
         """The verb itself, and `kill_all` too when the spec reaches (nearly) every session."""
         target = Target(spec.instance_id, spec.product, spec.duration)

@@ -8,32 +8,29 @@ passed in, so this module stays free of Slack.
 from __future__ import annotations
 
 import fnmatch
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from bot.killtask import PRODUCTS, UNTIL_STOPPED, KillTaskSpec
-from bot.rules import Requirement, Rule, RuleError, parse_when, requirement
+from bot.policy_fields import (
+    CHANNEL_RE,
+    MEMBER,
+    PolicyError,
+    id_list,
+    minutes,
+    no_unknown_keys,
+)
+from bot.rules import Approval, Requirement, parse_approval, requirement
+
+__all__ = ["Approval", "Decision", "Policy", "PolicyError", "Role", "Target", "load_policy"]
 
 VERBS = ("request", "approve", "reject", "stop", "preview", "kill_all", "break_glass")
 DEFAULT_MAX_DURATION = 3600
 
-_USER_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
-_GROUP_RE = re.compile(r"^S[A-Z0-9]{2,}$")
-_CHANNEL_RE = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 _ROLE_KEYS = {"members", "allow", "instances", "products", "max_duration"}
-_APPROVAL_KEYS = {
-    "required", "allow_self_approval", "expires_after_minutes", "notify", "remind_after_minutes",
-    "escalate_after_minutes", "escalate_to", "rules",
-}  # fmt: skip
 _TOP_KEYS = {"channels", "approval", "roles", "protected_users", "preview", "running"}
-_MEMBER = "Slack user (U…/W…) or user group (S…) ID"
-
-
-class PolicyError(ValueError):
-    """The policy file is wrong; the message names the field and what to write instead."""
 
 
 @dataclass(frozen=True)
@@ -52,18 +49,6 @@ class Role:
         if self.max_duration == UNTIL_STOPPED:
             return True
         return duration != UNTIL_STOPPED and duration <= self.max_duration
-
-
-@dataclass(frozen=True)
-class Approval:
-    required: int = 1
-    allow_self_approval: bool = False
-    expires_after_minutes: float = 30  # fractions allowed: 0.05 is 3 s
-    notify: tuple[str, ...] = ()  # mentioned when a request is filed
-    remind_after_minutes: float | None = None  # one reminder in the thread, mentioning notify
-    escalate_after_minutes: float | None = None  # one escalation, mentioning escalate_to
-    escalate_to: tuple[str, ...] = ()
-    rules: tuple[Rule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,7 +71,7 @@ class Decision:
 @dataclass(frozen=True)
 class Policy:
     roles: tuple[Role, ...]
-    approval: Approval = Approval()
+    approval: Approval = field(default_factory=Approval)
     channels: frozenset[str] | None = None
     protected_users: frozenset[str] = frozenset()
     show_statements: bool = True  # statements can hold customer data; a policy may hide them
@@ -186,11 +171,11 @@ def load_policy(path: str | Path) -> Policy:
 def parse_policy(data: object) -> Policy:
     if not isinstance(data, dict):
         raise PolicyError("the policy must be a mapping with `roles` (and optionally `channels`)")
-    _no_unknown_keys(data, _TOP_KEYS, "")
+    no_unknown_keys(data, _TOP_KEYS, "")
     channels = None
     if data.get("channels") is not None:
-        channels = frozenset(_id_list(data["channels"], "channels", _CHANNEL_RE, "channel ID (C…)"))
-    approval = _parse_approval(data.get("approval") or {})
+        channels = frozenset(id_list(data["channels"], "channels", CHANNEL_RE, "channel ID (C…)"))
+    approval = parse_approval(data.get("approval") or {})
     roles_data = data.get("roles")
     if not isinstance(roles_data, dict) or not roles_data:
         raise PolicyError("roles: must map role names to their members and allowed verbs")
@@ -201,93 +186,24 @@ def parse_policy(data: object) -> Policy:
     preview = data.get("preview") or {}
     if not isinstance(preview, dict):
         raise PolicyError("preview: must be a mapping such as {show_statements: false}")
-    _no_unknown_keys(preview, {"show_statements"}, "preview.")
+    no_unknown_keys(preview, {"show_statements"}, "preview.")
     show = preview.get("show_statements", True)
     if not isinstance(show, bool):
         raise PolicyError("preview.show_statements: must be true or false")
     running = data.get("running") or {}
     if not isinstance(running, dict):
         raise PolicyError("running: must be a mapping such as {remind_every_minutes: 30}")
-    _no_unknown_keys(running, {"remind_every_minutes"}, "running.")
-    every = _minutes(running, "remind_every_minutes", "running.")
+    no_unknown_keys(running, {"remind_every_minutes"}, "running.")
+    every = minutes(running, "remind_every_minutes", "running.")
     return Policy(roles, approval, channels, frozenset(protected), show, every)
-
-
-def _parse_approval(data: object) -> Approval:
-    if not isinstance(data, dict):
-        raise PolicyError("approval: must be a mapping")
-    _no_unknown_keys(data, _APPROVAL_KEYS, "approval.")
-    required = data.get("required", 1)
-    if not isinstance(required, int) or isinstance(required, bool) or not 1 <= required <= 10:
-        raise PolicyError("approval.required: must be a whole number from 1 to 10")
-    self_ok = data.get("allow_self_approval", False)
-    if not isinstance(self_ok, bool):
-        raise PolicyError("approval.allow_self_approval: must be true or false")
-    expires = data.get("expires_after_minutes", 30)
-    if not _is_number(expires) or not 0 < expires <= 1440:
-        raise PolicyError(
-            "approval.expires_after_minutes: must be a number of minutes above 0 and at most "
-            "1440 (fractions allowed, e.g. 0.5)"
-        )
-    return Approval(
-        required, self_ok, expires,
-        notify=tuple(_id_list(data["notify"], "approval.notify", None, _MEMBER))
-        if data.get("notify") is not None else (),
-        remind_after_minutes=_minutes(data, "remind_after_minutes", "approval."),
-        escalate_after_minutes=_minutes(data, "escalate_after_minutes", "approval."),
-        escalate_to=tuple(_id_list(data["escalate_to"], "approval.escalate_to", None, _MEMBER))
-        if data.get("escalate_to") is not None else (),
-        rules=_parse_rules(data.get("rules") or []),
-    )  # fmt: skip
-
-
-def _minutes(data: dict, key: str, prefix: str) -> float | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not _is_number(value) or not 0 < value <= 10080:
-        raise PolicyError(
-            f"{prefix}{key}: must be a number of minutes above 0 and at most 10080 "
-            "(fractions allowed, e.g. 0.5)"
-        )
-    return float(value)
-
-
-def _parse_rules(data: object) -> tuple[Rule, ...]:
-    if not isinstance(data, list):
-        raise PolicyError("approval.rules: must be a list of {when: …, required: N, from: […]}")
-    rules = []
-    for i, item in enumerate(data):
-        where = f"approval.rules[{i}]"
-        if not isinstance(item, dict):
-            raise PolicyError(f"{where}: must be a mapping with when and required")
-        _no_unknown_keys(item, {"when", "required", "from"}, f"{where}.")
-        try:
-            when = parse_when(item.get("when"), f"{where}.when")
-        except RuleError as exc:
-            raise PolicyError(str(exc)) from None
-        required = item.get("required", 1)
-        if not isinstance(required, int) or isinstance(required, bool) or not 1 <= required <= 10:
-            raise PolicyError(f"{where}.required: must be a whole number from 1 to 10")
-        from_ = None
-        if item.get("from") is not None:
-            from_ = frozenset(_id_list(item["from"], f"{where}.from", None, _MEMBER))
-        rules.append(Rule(when, required, from_))
-    return tuple(rules)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
 
 
 def _parse_role(name: str, data: object) -> Role:
     where = f"roles.{name}"
     if not isinstance(data, dict):
         raise PolicyError(f"{where}: must be a mapping with members and allow")
-    _no_unknown_keys(data, _ROLE_KEYS, f"{where}.")
-    members = _id_list(
-        data.get("members"), f"{where}.members", None, "Slack user (U…/W…) or user group (S…) ID"
-    )
+    no_unknown_keys(data, _ROLE_KEYS, f"{where}.")
+    members = id_list(data.get("members"), f"{where}.members", None, MEMBER)
     allow = data.get("allow")
     if not isinstance(allow, list) or not allow:
         raise PolicyError(f"{where}.allow: must list verbs from {', '.join(VERBS)}")
@@ -319,25 +235,3 @@ def _parse_role(name: str, data: object) -> Role:
         products=frozenset(products),
         max_duration=max_duration,
     )
-
-
-def _id_list(value: object, where: str, pattern: re.Pattern[str] | None, what: str) -> list[str]:
-    if not isinstance(value, list) or not value:
-        raise PolicyError(f"{where}: must be a non-empty list of {what}s")
-    for i, item in enumerate(value):
-        ok = isinstance(item, str) and (
-            pattern.match(item) if pattern else (_USER_RE.match(item) or _GROUP_RE.match(item))
-        )
-        if not ok:
-            raise PolicyError(
-                f"{where}[{i}]: '{item}' is not a {what}; names can change, IDs cannot"
-            )
-    return list(value)
-
-
-def _no_unknown_keys(data: dict, known: set[str], prefix: str) -> None:
-    for key in data:
-        if key not in known:
-            raise PolicyError(
-                f"{prefix}{key}: unknown setting; known are {', '.join(sorted(known))}"
-            )

@@ -1,4 +1,5 @@
-"""Who must approve a request: the approval rules of the policy, matched against one spec.
+"""The policy's `approval` section, and who must approve a request: its rules, matched
+against one spec.
 
 Every matching rule applies, so the strictest wins: the highest `required`, and an approver
 must belong to every `from` list of the matching rules. No I/O here; members are Slack IDs.
@@ -10,12 +11,13 @@ import fnmatch
 from dataclasses import dataclass
 
 from bot.killtask import PRODUCTS, KillTaskSpec, broad_reason
+from bot.policy_fields import MEMBER, PolicyError, id_list, is_number, minutes, no_unknown_keys
 
 WHEN_KEYS = {"instances", "products", "kill_all", "min_duration", "once", "until_stopped"}
-
-
-class RuleError(ValueError):
-    """A rule is wrong; the message names the field (the policy module adds where)."""
+APPROVAL_KEYS = {
+    "required", "allow_self_approval", "expires_after_minutes", "notify", "remind_after_minutes",
+    "escalate_after_minutes", "escalate_to", "rules",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -96,10 +98,10 @@ def requirement(base: int, rules: tuple[Rule, ...], spec: KillTaskSpec) -> Requi
 
 def parse_when(data: object, where: str) -> When:
     if not isinstance(data, dict) or not data:
-        raise RuleError(f'{where}: must be a mapping such as {{instances: ["cdb-prod-*"]}}')
+        raise PolicyError(f'{where}: must be a mapping such as {{instances: ["cdb-prod-*"]}}')
     for key in data:
         if key not in WHEN_KEYS:
-            raise RuleError(
+            raise PolicyError(
                 f"{where}.{key}: unknown condition; known are {', '.join(sorted(WHEN_KEYS))}"
             )
     found: dict[str, object] = {}
@@ -110,23 +112,84 @@ def parse_when(data: object, where: str) -> When:
             or not value
             or not all(isinstance(p, str) and p for p in value)
         ):
-            raise RuleError(
+            raise PolicyError(
                 f"{where}.instances: must be a list of glob patterns such as cdb-prod-*"
             )
         found["instances"] = tuple(value)
     if "products" in data:
         value = data["products"]
         if not isinstance(value, list) or not value or any(p not in PRODUCTS for p in value):
-            raise RuleError(f"{where}.products: must list products from {', '.join(PRODUCTS)}")
+            raise PolicyError(f"{where}.products: must list products from {', '.join(PRODUCTS)}")
         found["products"] = frozenset(value)
     for key in ("kill_all", "once", "until_stopped"):
         if key in data:
             if not isinstance(data[key], bool):
-                raise RuleError(f"{where}.{key}: must be true or false")
+                raise PolicyError(f"{where}.{key}: must be true or false")
             found[key] = data[key]
     if "min_duration" in data:
         value = data["min_duration"]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise RuleError(f"{where}.min_duration: must be a whole number of seconds above 0")
+            raise PolicyError(f"{where}.min_duration: must be a whole number of seconds above 0")
         found["min_duration"] = value
     return When(**found)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Approval:
+    required: int = 1
+    allow_self_approval: bool = False
+    expires_after_minutes: float = 30  # fractions allowed: 0.05 is 3 s
+    notify: tuple[str, ...] = ()  # mentioned when a request is filed
+    remind_after_minutes: float | None = None  # one reminder in the thread, mentioning notify
+    escalate_after_minutes: float | None = None  # one escalation, mentioning escalate_to
+    escalate_to: tuple[str, ...] = ()
+    rules: tuple[Rule, ...] = ()
+
+
+def parse_approval(data: object) -> Approval:
+    if not isinstance(data, dict):
+        raise PolicyError("approval: must be a mapping")
+    no_unknown_keys(data, APPROVAL_KEYS, "approval.")
+    required = data.get("required", 1)
+    if not isinstance(required, int) or isinstance(required, bool) or not 1 <= required <= 10:
+        raise PolicyError("approval.required: must be a whole number from 1 to 10")
+    self_ok = data.get("allow_self_approval", False)
+    if not isinstance(self_ok, bool):
+        raise PolicyError("approval.allow_self_approval: must be true or false")
+    expires = data.get("expires_after_minutes", 30)
+    if not is_number(expires) or not 0 < expires <= 1440:
+        raise PolicyError(
+            "approval.expires_after_minutes: must be a number of minutes above 0 and at most "
+            "1440 (fractions allowed, e.g. 0.5)"
+        )
+    ids = {
+        key: tuple(id_list(data[key], f"approval.{key}", None, MEMBER))
+        for key in ("notify", "escalate_to")
+        if data.get(key) is not None
+    }
+    return Approval(
+        required, self_ok, expires, **ids,
+        remind_after_minutes=minutes(data, "remind_after_minutes", "approval."),
+        escalate_after_minutes=minutes(data, "escalate_after_minutes", "approval."),
+        rules=parse_rules(data.get("rules") or []),
+    )  # fmt: skip
+
+
+def parse_rules(data: object) -> tuple[Rule, ...]:
+    if not isinstance(data, list):
+        raise PolicyError("approval.rules: must be a list of {when: …, required: N, from: […]}")
+    rules = []
+    for i, item in enumerate(data):
+        where = f"approval.rules[{i}]"
+        if not isinstance(item, dict):
+            raise PolicyError(f"{where}: must be a mapping with when and required")
+        no_unknown_keys(item, {"when", "required", "from"}, f"{where}.")
+        when = parse_when(item.get("when"), f"{where}.when")
+        required = item.get("required", 1)
+        if not isinstance(required, int) or isinstance(required, bool) or not 1 <= required <= 10:
+            raise PolicyError(f"{where}.required: must be a whole number from 1 to 10")
+        from_ = None
+        if item.get("from") is not None:
+            from_ = frozenset(id_list(item["from"], f"{where}.from", None, MEMBER))
+        rules.append(Rule(when, required, from_))
+    return tuple(rules)

@@ -24,7 +24,6 @@ from bot.outcomes import Announcement, Happening, Outcome, Published
 from bot.policy import Decision, Policy, Target
 from bot.preview import Preview, list_filters, summarize
 from bot.requests import KillRequest, State, approval_problem, approvals_missing
-from bot.rules import Requirement
 from bot.starting import Starter, closed
 from bot.stopping import Stopper
 from bot.store import Store
@@ -170,10 +169,11 @@ class KillTaskService:
     def approve(self, user_id: str, request_id: int, channel_id: str, message_ts: str) -> Outcome:
         """The quick part: the approval, and the decision when it is the last one needed."""
         found = self._own_pending(request_id, channel_id, message_ts, user_id, "approve")
-        return found if isinstance(found, Outcome) else self._approve(user_id, found)
+        return found if isinstance(found, Outcome) else self.approve_bound(user_id, found)
 
-    def _approve(self, user_id: str, request: KillRequest) -> Outcome:
-        """Every check of an approval, for a request already bound to the click."""
+    def approve_bound(self, user_id: str, request: KillRequest) -> Outcome:
+        """Every check of an approval, for a request already bound to the click (by its card,
+        or by App Home, bot.home)."""
         if request.expires_at <= self.clock():
             return Outcome(False, f"Request #{request.id} had expired; file a new one.", request)
         decision = self.access.check_spec("approve", user_id, request.channel_id, request.spec)
@@ -184,7 +184,7 @@ class KillTaskService:
             return self.access.deny(user_id, "approve", Decision(False, problem), request)
         needed = self.policy.requirement(request.spec)
         if not self.access.counts(user_id, needed):
-            return self.access.deny(user_id, "approve", not_counted(needed), request)
+            return self.access.deny(user_id, "approve", Access.not_counted(needed), request)
         busy = self.store.active_on(request.spec.instance_id, request.spec.product, request.id)
         if busy is not None:
             return Outcome(False, busy_message(busy), request)
@@ -203,9 +203,9 @@ class KillTaskService:
 
     def reject(self, user_id: str, request_id: int, channel_id: str, message_ts: str) -> Outcome:
         found = self._own_pending(request_id, channel_id, message_ts, user_id, "reject")
-        return found if isinstance(found, Outcome) else self._reject(user_id, found)
+        return found if isinstance(found, Outcome) else self.reject_bound(user_id, found)
 
-    def _reject(self, user_id: str, request: KillRequest) -> Outcome:
+    def reject_bound(self, user_id: str, request: KillRequest) -> Outcome:
         target = Target(request.spec.instance_id, request.spec.product)
         decision = self.access.check("reject", user_id, request.channel_id, target)
         # The requester may always withdraw their own request.
@@ -218,26 +218,6 @@ class KillTaskService:
         if moved is None:
             return closed(self.store.get(request.id) or request)
         return Outcome(True, f"Request #{request.id} is rejected.", moved)
-
-    # ------------------------------------------------------------ from App Home
-
-    def from_home(self, verb: str, user_id: str, request_id: int) -> Outcome:
-        """A button on someone's App Home. It carries no channel or card, so the request is
-        bound by its number alone and every check then uses the stored request's channel:
-        the same checks, in the same code, as the card's buttons."""
-        request = self.store.get(request_id)
-        if request is None:
-            self.store.audit(
-                AuditEntry(user_id, verb, "refused", detail=f"home button for {request_id!r}")
-            )
-            return Outcome(False, f"There is no request #{request_id}; nothing was changed.")
-        if verb == "stop":
-            return self.stopper.stop(user_id, request.channel_id, request)
-        if request.state is not State.PENDING:
-            return closed(request)
-        return (
-            self._approve(user_id, request) if verb == "approve" else self._reject(user_id, request)
-        )
 
     def carry_out(self, decided: Outcome, actor_id: str) -> Outcome | None:
         """The slow part of a decision already stored: show it, and start an approved task."""
@@ -337,16 +317,6 @@ class KillTaskService:
 
 
 # ---------------------------------------------------------------- plain words
-
-
-def not_counted(needed: Requirement) -> Decision:
-    groups = " and ".join("/".join(sorted(ids)) for ids in needed.from_)
-    return Decision(
-        False,
-        f"your approval does not count for this request: it matches the rule for "
-        f"{'; '.join(needed.because)}, which counts approvals only from {groups}; ask one "
-        "of them to approve",
-    )
 
 
 def busy_message(busy: KillRequest) -> str:

@@ -1,6 +1,6 @@
 """App Home: published when a person opens it, and again for the people concerned after any
 change they can act on. Its buttons name a request by number only; the service binds the
-click to the stored request and runs the card's own checks (KillTaskService.from_home)."""
+click to the stored request and runs the card's own checks (bot.home.from_home)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import threading
 
 from slack_bolt import Ack
 
-from bot.home import HomeLists, home_lists
+from bot.home import HomeLists, from_home, home_lists
 from bot.killtask import describe_filters
 from bot.outcomes import Announcement, Outcome
 from bot.requests import KillRequest
@@ -127,11 +127,14 @@ class Home:
         if verb == "stop":
             ack()
             self._later(
-                verb, lambda: self.service.from_home(verb, user_id, request_id), user_id, request_id
+                verb,
+                lambda: from_home(self.service, verb, user_id, request_id),
+                user_id,
+                request_id,
             )
             return
         try:
-            decided = self.service.from_home(verb, user_id, request_id)  # stored before the ack
+            decided = from_home(self.service, verb, user_id, request_id)  # stored before the ack
         except StoreError:
             ack()
             tell(messages.store_down("nothing was changed"))
