@@ -4,6 +4,7 @@ and the requester's direct messages, through the real bot."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import uuid
 
@@ -207,3 +208,15 @@ def test_the_requester_hears_back_by_direct_message(d: Driver) -> None:
     d.wait_card(stopped, "Running")
     d.click("stop", stopped, APPROVER2)
     wait_direct(d, REQUESTER, stopped.request_id, f"was stopped by <@{APPROVER2}>")
+
+    failing = d.file(new_instance())
+    d.dbbrain.script("CreateKillTask", {"error": "InvalidParameterValue", "message": "no"})
+    d.click("approve", failing, APPROVER)
+    d.wait_card(failing, "Failed")
+    wait_direct(d, REQUESTER, failing.request_id, "did not start")
+
+    expiring = d.file(new_instance())
+    with sqlite3.connect(d.bot.env["DATABASE_URL"].removeprefix("sqlite:///")) as db:
+        db.execute("UPDATE kill_requests SET expires_at = 0 WHERE id = ?", (expiring.request_id,))
+    d.wait_card(expiring, "Expired")
+    wait_direct(d, REQUESTER, expiring.request_id, "expired without enough approvals")

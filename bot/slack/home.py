@@ -101,7 +101,24 @@ class Home:
             self._seen[user_id] = None
             while len(self._seen) > REMEMBERED:
                 self._seen.pop(next(iter(self._seen)))
-        self.background.submit(lambda: self.publish(user_id), lambda exc: None, "home")
+        if not self.background.submit(
+            lambda: self.publish(user_id), lambda exc: self._not_shown(user_id), "home"
+        ):
+            self._not_shown(user_id)
+
+    def _not_shown(self, user_id: str) -> None:
+        self.notifier.dm(
+            user_id,
+            "Your killtask home could not be shown just now; open the Home tab again in a "
+            "minute. The cards in the channels work as usual.",
+        )
+
+    def _republish(self, user_id: str) -> None:
+        """Best effort: the person already has their answer, and the card shows the truth."""
+        try:
+            self.publish(user_id)
+        except Exception as exc:
+            log.warning("views_publish_failed user=%s error=%s", user_id, type(exc).__name__)
 
     def news(self, request: KillRequest, news: Announcement) -> None:
         """Republish the home of everyone concerned: the requester, the actor, the approvers
@@ -109,10 +126,7 @@ class Home:
         with self._lock:
             people = {request.requester_id, news.actor_id, *request.approvers, *self._seen}
         for user_id in sorted(p for p in people if p and _USER.match(p)):
-            try:
-                self.publish(user_id)
-            except Exception as exc:
-                log.warning("views_publish_failed user=%s error=%s", user_id, type(exc).__name__)
+            self._republish(user_id)
 
     def button(self, ack: Ack, body: dict, action: dict) -> None:
         verb = str(action["action_id"]).removeprefix("home_")
@@ -151,7 +165,7 @@ class Home:
             result: Outcome | None = job()
             if result is not None and not result.ok and result.message:
                 self.notifier.dm(user_id, messages.outcome(result))
-            self.publish(user_id)
+            self._republish(user_id)
 
         def failed(exc: BaseException) -> None:
             self.notifier.dm(

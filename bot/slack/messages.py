@@ -112,7 +112,7 @@ def direct(request: KillRequest, news: Announcement, link: str | None) -> str:
     if news.outcome_unknown:
         error = f"the outcome is unknown ({esc(news.error or '')}); look at the card"
     said = template.format(who=mention(news.actor_id), error=error)
-    card = f"<{link}|its card>" if link else f"the card in {channel_link(request.channel_id)}"
+    card = f"<{esc(link)}|its card>" if link else f"the card in {channel_link(request.channel_id)}"
     return (
         f"Your kill-task request #{request.id} on `{code(request.spec.instance_id)}` {said}. "
         f"See {card}."

@@ -30,7 +30,13 @@ class NudgeRows(CardRows):
                 or_(c.ends_at.is_(None), c.ends_at - c.started_at > longer_than),
                 func.coalesce(c.running_reminded_at, c.started_at) <= cutoff,
             )
-        return (c.state == State.PENDING.value, c[kind].is_(None), c.created_at <= cutoff)
+        # Only once the card is in the channel: a reminder belongs in its thread.
+        return (
+            c.state == State.PENDING.value,
+            c[kind].is_(None),
+            c.created_at <= cutoff,
+            c.message_ts.is_not(None),
+        )
 
     def due_nudges(
         self, kind: str, cutoff: float, longer_than: float = 0, limit: int = 50
