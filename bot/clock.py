@@ -107,7 +107,9 @@ class Clock:
         claimed_before, stale_before = now - self.card_claim_timeout, now - self.heartbeat_grace
         for request in self.store.unposted_cards(claimed_before, stale_before):
             if self.store.claim_card_post(request.id, claimed_before, stale_before):
-                self.service.cards.post_missing(request)
+                posted = self.service.cards.post_missing(request)
+                if posted is not None:  # a card found in the channel had its mention already
+                    self.service.announce_filed(posted)
 
     def _remind_and_escalate(self, now: float) -> None:
         """One reminder, then one escalation, per pending request: each claimed by one

@@ -112,14 +112,8 @@ class KillTaskService:
         """The slow part of filing: post the card, read the live preview, and start a
         break-glass request."""
         request, card = self.cards.post(request)
-        approval = self.policy.approval
-        if card.ts and request.state is State.PENDING and approval.notify:
-            needed = self.policy.requirement(request.spec)
-            filed = Announcement(
-                Happening.FILED, request.requester_id, mentions=approval.notify,
-                missing=needed.required, needed_from=needed.from_,
-            )  # fmt: skip
-            self.notifier.announce(request, filed)
+        if card.ts:
+            self.announce_filed(request)
         request, preview = self.cards.refresh_preview(request)
         started = None
         if request.state is State.APPROVED and request.break_glass:
@@ -129,6 +123,18 @@ class KillTaskService:
             self.notifier.announce(request, glass)
             started = self.starter.start(request, preview)
         return Published(request, card, started)
+
+    def announce_filed(self, request: KillRequest) -> None:
+        """Mention the policy's `notify` in the thread of a card just posted."""
+        approval = self.policy.approval
+        if request.state is not State.PENDING or not approval.notify:
+            return
+        needed = self.policy.requirement(request.spec)
+        filed = Announcement(
+            Happening.FILED, request.requester_id, mentions=approval.notify,
+            missing=needed.required, needed_from=needed.from_,
+        )  # fmt: skip
+        self.notifier.announce(request, filed)
 
     # ------------------------------------------------------------ decide
 
