@@ -127,6 +127,7 @@ def drive_every_message(driver: Driver, slack: FakeSlack, dbbrain: DbbrainEmulat
     driver.command(f'{glass} duration=5m user=app reason="{TYPED}" --break-glass', user=COMMANDER)
     glass_card = driver.card_posted(glass)
     driver.wait_thread(glass_card, "SKIPPED APPROVAL")
+    driver.wait_card(glass_card, "Running")  # a stop while it is still starting is refused
     driver.command(f"stop {glass}", user=COMMANDER)
     driver.wait_card(glass_card, "Stopped")
     # DBbrain's own words: on the card, in the thread, in private answers

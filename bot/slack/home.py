@@ -122,11 +122,18 @@ class Home:
 
     def news(self, request: KillRequest, news: Announcement) -> None:
         """Republish the home of everyone concerned: the requester, the actor, the approvers
-        and anyone who opened their home here lately."""
+        and anyone who opened their home here lately. On the pool, never in the way of a
+        start or a stop."""
         with self._lock:
             people = {request.requester_id, news.actor_id, *request.approvers, *self._seen}
-        for user_id in sorted(p for p in people if p and _USER.match(p)):
-            self._republish(user_id)
+        concerned = sorted(p for p in people if p and _USER.match(p))
+
+        def republish() -> None:
+            for user_id in concerned:
+                self._republish(user_id)
+
+        if not self.background.submit(republish, lambda exc: None, "home_news"):
+            log.warning("home_news_skipped request=%s reason=pool_full", request.id)
 
     def button(self, ack: Ack, body: dict, action: dict) -> None:
         verb = str(action["action_id"]).removeprefix("home_")
