@@ -80,6 +80,9 @@ def main() -> None:
     if sys.argv[1:] == ["migrate"]:
         migrate_only()
         return
+    if sys.argv[1:2] == ["audit"]:
+        audit_export(sys.argv[2:])
+        return
     if not (os.environ.get("SLACK_BOT_TOKEN") or os.environ.get("SLACK_APP_TOKEN")):
         try:
             from rehearsal.main import main as rehearse  # no Slack at all: rehearse locally
@@ -133,6 +136,15 @@ def migrate_only() -> None:
 
     prepare_database(os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL, migrate=True)
     print(f"killtask: database schema is at {head()}")
+
+
+def audit_export(argv: list[str]) -> None:
+    """`python -m bot audit [--since 7d] [--until …] [--instance …] [--format csv|jsonl]`:
+    needs only DATABASE_URL; the log goes to stdout, a count to stderr."""
+    from bot.config import DEFAULT_DATABASE_URL
+    from bot.export import main as export
+
+    sys.exit(export(argv, os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL))
 
 
 def serve_socket_mode(settings: Settings, policy: Policy) -> None:

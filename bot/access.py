@@ -13,6 +13,7 @@ from bot.killtask import KillTaskSpec, broad_reason
 from bot.outcomes import Outcome
 from bot.policy import Decision, Policy, Target
 from bot.requests import KillRequest
+from bot.rules import Requirement
 from bot.store import Store
 
 
@@ -45,6 +46,22 @@ class Access:
         people = {request.requester_id, *request.approvers}
         return any(
             self.check("kill_all", person, request.channel_id, target).allowed for person in people
+        )
+
+    def counts(self, user_id: str, needed: Requirement) -> bool:
+        """Whether this person's approval counts under the rules' `from` lists."""
+        if not needed.from_:
+            return True
+        return needed.counts(user_id, self.membership.groups_of(user_id, needed.groups))
+
+    @staticmethod
+    def not_counted(needed: Requirement) -> Decision:
+        groups = " and ".join("/".join(sorted(ids)) for ids in needed.from_)
+        return Decision(
+            False,
+            f"your approval does not count for this request: it matches the rule for "
+            f"{'; '.join(needed.because)}, which counts approvals only from {groups}; ask one "
+            "of them to approve",
         )
 
     def check_spec(self, verb: str, user_id: str, channel_id: str, spec: KillTaskSpec) -> Decision:

@@ -30,6 +30,7 @@ from bot.policy import Policy, PolicyError, load_policy
 from bot.service import KillTaskService
 from bot.slack.adapters import SlackMembership, SlackNotifier
 from bot.slack.handlers import Handlers
+from bot.slack.home import Home
 from bot.slack.picking import Picking
 from bot.slack.routes import register
 from bot.store import SharedRateLimit, Store, make_engine
@@ -129,7 +130,7 @@ def build_service(settings: Settings, policy: Policy) -> tuple[KillTaskService, 
     service = KillTaskService(
         store, cloud, policy, notifier, membership, process_id=process_id(), estate=estate
     )
-    notifier.approvals_required = lambda: service.policy.approval.required  # read per card
+    notifier.requirement = lambda spec: service.policy.requirement(spec)  # read per card
     return service, notifier
 
 
@@ -146,7 +147,10 @@ def build_bot(settings: Settings, policy: Policy) -> Bot:
         request_verification_enabled=False,
     )
     background = Background()
-    register(app, Handlers(service, notifier, background), Picking(service, notifier))
+    register(
+        app, Handlers(service, notifier, background), Picking(service, notifier),
+        Home(service, notifier, background),
+    )  # fmt: skip
     clock = Clock(
         service,
         heartbeat_grace=max(5 * settings.tick_seconds, 2.0),

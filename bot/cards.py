@@ -30,6 +30,10 @@ class Notifier(Protocol):
     ) -> None:
         """The end-of-task summary in the card's thread, with its chart when there is one;
         a failed upload is said in the summary."""
+        ...
+
+    def direct(self, request: KillRequest, announcement: Announcement) -> None:
+        """Tell the requester, in a direct message with a link to the card."""
 
 
 class Cards:
@@ -45,21 +49,25 @@ class Cards:
             request = replace(request, message_ts=card.ts)
         return request, card
 
-    def post_missing(self, request: KillRequest) -> None:
+    def post_missing(self, request: KillRequest) -> KillRequest | None:
         """A card not known to be in Slack: find it, or post it now. An earlier try may have
         landed without an answer (a timeout, or a process killed mid-call), and Slack keeps
         no idempotency key for posts, so the channel is searched first (for the request
-        number in the card's metadata). When it cannot be searched, nothing is posted."""
+        number in the card's metadata). When it cannot be searched, nothing is posted.
+        Returns the request when this call posted its card for the first time."""
         found = self.notifier.find_card(request)
         if found.unknown:
-            return  # the next tick looks again: never risk a second card
+            return None  # the next tick looks again: never risk a second card
+        posted = None
         if found.ts:
             request = self.store.adopt_message_ts(request.id, found.ts) or request
             self.sync(request)
         else:
-            request, _ = self.post(request)
+            request, card = self.post(request)
+            posted = request if card.ts else None
         if request.preview is None and request.state is State.PENDING:
             self.refresh_preview(request)  # the filer died before reading it, too
+        return posted
 
     def sync(self, request: KillRequest) -> None:
         """Render the card from the stored row; remember the revision Slack accepted."""

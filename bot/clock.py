@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from bot.audit import SYSTEM, entry
 from bot.outcomes import Announcement, Happening
-from bot.requests import OPEN_STATES, State
+from bot.requests import OPEN_STATES, State, approvals_missing
 from bot.service import KillTaskService
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,8 @@ class Clock:
             self._read_missing_previews,
             self._catch_up_cards,
             self._post_missing_cards,
+            self._remind_and_escalate,
+            self._remind_running,
             self._count,
             self._refresh_instances,
         ):
@@ -116,7 +118,46 @@ class Clock:
         claimed_before, stale_before = now - self.card_claim_timeout, now - self.heartbeat_grace
         for request in self.store.unposted_cards(claimed_before, stale_before):
             if self.store.claim_card_post(request.id, claimed_before, stale_before):
-                self.service.cards.post_missing(request)
+                posted = self.service.cards.post_missing(request)
+                if posted is not None:  # a card found in the channel had its mention already
+                    self.service.announce_filed(posted)
+
+    def _remind_and_escalate(self, now: float) -> None:
+        """One reminder, then one escalation, per pending request: each claimed by one
+        conditional UPDATE, so across replicas each goes out once."""
+        approval = self.service.policy.approval
+        for kind, minutes, what, mentions in (
+            ("reminded_at", approval.remind_after_minutes, Happening.REMINDER, approval.notify),
+            ("escalated_at", approval.escalate_after_minutes, Happening.ESCALATION,
+             approval.escalate_to),
+        ):  # fmt: skip
+            if minutes is None:
+                continue
+            cutoff = now - minutes * 60
+            for request in self.store.due_nudges(kind, cutoff):
+                sent = entry(request, SYSTEM, what.value, "sent", detail=" ".join(mentions))
+                if not self.store.claim_nudge(request.id, kind, cutoff, sent):
+                    continue
+                needed = self.service.policy.requirement(request.spec)
+                news = Announcement(
+                    what, mentions=mentions, missing=approvals_missing(request, needed.required),
+                    needed_from=needed.from_,
+                )  # fmt: skip
+                self.service.notifier.announce(request, news)
+
+    def _remind_running(self, now: float) -> None:
+        """ "Still killing on …": a task running until stopped (or long), every so often."""
+        minutes = self.service.policy.remind_running_minutes
+        if minutes is None:
+            return
+        every = minutes * 60
+        kind = "running_reminded_at"
+        for request in self.store.due_nudges(kind, now - every, longer_than=every):
+            sent = entry(request, SYSTEM, Happening.STILL_RUNNING.value, "sent")
+            if self.store.claim_nudge(request.id, kind, now - every, sent, longer_than=every):
+                approvers = request.approvers or tuple(filter(None, [request.decided_by]))
+                news = Announcement(Happening.STILL_RUNNING, mentions=approvers)
+                self.service.notifier.announce(request, news)
 
     def _count(self, _now: float) -> None:
         if self.on_counts is not None:

@@ -29,6 +29,11 @@ class Outcome:
 class Happening(StrEnum):
     """Something the channel hears about in the card's thread."""
 
+    FILED = "filed"  # mentions the policy's `notify`
+    REMINDER = "reminder"  # still pending: mentions `notify`
+    ESCALATION = "escalation"  # still pending, later: mentions `escalate_to`
+    STILL_RUNNING = "still_running"  # a long task: mentions its approvers
+    APPROVED = "approved"  # told to the requester only
     BREAK_GLASS = "break_glass"
     APPROVAL_RECORDED = "approval_recorded"
     STARTED = "started"
@@ -51,6 +56,8 @@ class Announcement:
     reason: str | None = None  # typed by a person
     error: str | None = None  # explained error (may quote DBbrain's message)
     outcome_unknown: bool = False
+    mentions: tuple[str, ...] = ()  # Slack user and group IDs from the policy or the record
+    needed_from: tuple[frozenset[str], ...] = ()  # approvals count only from these (each)
 
 
 @dataclass(frozen=True)

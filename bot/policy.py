@@ -8,33 +8,36 @@ passed in, so this module stays free of Slack.
 from __future__ import annotations
 
 import fnmatch
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from bot.estate import DEFAULT_ACCOUNTS, Account, parse_accounts, parse_regions
-from bot.killtask import PRODUCTS, UNTIL_STOPPED
+from bot.killtask import PRODUCTS, UNTIL_STOPPED, KillTaskSpec
+from bot.policy_fields import (
+    CHANNEL_RE,
+    MEMBER,
+    PolicyError,
+    id_list,
+    is_number,
+    minutes,
+    no_unknown_keys,
+)
+from bot.rules import Approval, Requirement, parse_approval, requirement
+
+__all__ = ["Approval", "Decision", "Policy", "PolicyError", "Role", "Target", "load_policy"]
 
 VERBS = ("request", "approve", "reject", "stop", "preview", "kill_all", "break_glass")
 DEFAULT_MAX_DURATION = 3600
 
-_USER_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
-_GROUP_RE = re.compile(r"^S[A-Z0-9]{2,}$")
-_CHANNEL_RE = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 _ROLE_KEYS = {"members", "allow", "instances", "products", "max_duration"}
-_APPROVAL_KEYS = {"required", "allow_self_approval", "expires_after_minutes"}
 _TOP_KEYS = {
-    "channels", "approval", "roles", "protected_users", "preview", "accounts", "regions",
-    "once", "effect",
+    "channels", "approval", "roles", "protected_users", "preview", "running", "accounts",
+    "regions", "once", "effect",
 }  # fmt: skip
 DEFAULT_ONCE_MAX_SESSIONS = 500
 DEFAULT_SAMPLE_SECONDS = 30.0
-
-
-class PolicyError(ValueError):
-    """The policy file is wrong; the message names the field and what to write instead."""
 
 
 @dataclass(frozen=True)
@@ -53,13 +56,6 @@ class Role:
         if self.max_duration == UNTIL_STOPPED:
             return True
         return duration != UNTIL_STOPPED and duration <= self.max_duration
-
-
-@dataclass(frozen=True)
-class Approval:
-    required: int = 1
-    allow_self_approval: bool = False
-    expires_after_minutes: float = 30  # fractions allowed: 0.05 is 3 s
 
 
 @dataclass(frozen=True)
@@ -82,10 +78,11 @@ class Decision:
 @dataclass(frozen=True)
 class Policy:
     roles: tuple[Role, ...]
-    approval: Approval = Approval()
+    approval: Approval = field(default_factory=Approval)
     channels: frozenset[str] | None = None
     protected_users: frozenset[str] = frozenset()
     show_statements: bool = True  # statements can hold customer data; a policy may hide them
+    remind_running_minutes: float | None = None  # "still killing on …", every this often
     accounts: tuple[Account, ...] = DEFAULT_ACCOUNTS  # first match wins
     regions: tuple[tuple[str, str], ...] = ()  # instance pattern → pinned region
     # A one-shot kill of more sessions than this needs `kill_all` from whoever files or approves.
@@ -95,7 +92,13 @@ class Policy:
 
     def __post_init__(self) -> None:
         groups = {m for role in self.roles for m in role.members if m.startswith("S")}
+        for rule in self.approval.rules:
+            groups |= {m for m in rule.from_ or () if m.startswith("S")}
         object.__setattr__(self, "groups", frozenset(groups))
+
+    def requirement(self, spec: KillTaskSpec) -> Requirement:
+        """How many approvals this request needs, and from whom (the strictest rule wins)."""
+        return requirement(self.approval.required, self.approval.rules, spec)
 
     def roles_of(self, user_id: str, user_groups: frozenset[str] | set[str]) -> list[Role]:
         return [r for r in self.roles if user_id in r.members or r.members & set(user_groups)]
@@ -180,11 +183,11 @@ def load_policy(path: str | Path) -> Policy:
 def parse_policy(data: object) -> Policy:
     if not isinstance(data, dict):
         raise PolicyError("the policy must be a mapping with `roles` (and optionally `channels`)")
-    _no_unknown_keys(data, _TOP_KEYS, "")
+    no_unknown_keys(data, _TOP_KEYS, "")
     channels = None
     if data.get("channels") is not None:
-        channels = frozenset(_id_list(data["channels"], "channels", _CHANNEL_RE, "channel ID (C…)"))
-    approval = _parse_approval(data.get("approval") or {})
+        channels = frozenset(id_list(data["channels"], "channels", CHANNEL_RE, "channel ID (C…)"))
+    approval = parse_approval(data.get("approval") or {})
     roles_data = data.get("roles")
     if not isinstance(roles_data, dict) or not roles_data:
         raise PolicyError("roles: must map role names to their members and allowed verbs")
@@ -195,10 +198,15 @@ def parse_policy(data: object) -> Policy:
     preview = data.get("preview") or {}
     if not isinstance(preview, dict):
         raise PolicyError("preview: must be a mapping such as {show_statements: false}")
-    _no_unknown_keys(preview, {"show_statements"}, "preview.")
+    no_unknown_keys(preview, {"show_statements"}, "preview.")
     show = preview.get("show_statements", True)
     if not isinstance(show, bool):
         raise PolicyError("preview.show_statements: must be true or false")
+    running = data.get("running") or {}
+    if not isinstance(running, dict):
+        raise PolicyError("running: must be a mapping such as {remind_every_minutes: 30}")
+    no_unknown_keys(running, {"remind_every_minutes"}, "running.")
+    every = minutes(running, "remind_every_minutes", "running.")
     try:
         accounts = parse_accounts(data["accounts"]) if "accounts" in data else DEFAULT_ACCOUNTS
         regions = parse_regions(data["regions"]) if "regions" in data else ()
@@ -206,7 +214,7 @@ def parse_policy(data: object) -> Policy:
         raise PolicyError(str(exc)) from None
     once_max, sample_seconds = _parse_effect(data)
     return Policy(
-        roles, approval, channels, frozenset(protected), show, accounts, regions,
+        roles, approval, channels, frozenset(protected), show, every, accounts, regions,
         once_max_sessions=once_max, sample_seconds=sample_seconds,
     )  # fmt: skip
 
@@ -217,8 +225,8 @@ def _parse_effect(data: dict) -> tuple[int, float]:
     effect = data.get("effect") or {}
     if not isinstance(once, dict) or not isinstance(effect, dict):
         raise PolicyError("once and effect: must be mappings such as {max_sessions: 500}")
-    _no_unknown_keys(once, {"max_sessions"}, "once.")
-    _no_unknown_keys(effect, {"sample_seconds"}, "effect.")
+    no_unknown_keys(once, {"max_sessions"}, "once.")
+    no_unknown_keys(effect, {"sample_seconds"}, "effect.")
     max_sessions = once.get("max_sessions", DEFAULT_ONCE_MAX_SESSIONS)
     if (
         not isinstance(max_sessions, int)
@@ -227,44 +235,19 @@ def _parse_effect(data: dict) -> tuple[int, float]:
     ):
         raise PolicyError("once.max_sessions: must be a whole number from 1 to 100000")
     seconds = effect.get("sample_seconds", DEFAULT_SAMPLE_SECONDS)
-    if not _is_number(seconds) or not 0 < seconds <= 3600:
+    if not is_number(seconds) or not 0 < seconds <= 3600:
         raise PolicyError(
             "effect.sample_seconds: must be seconds above 0 and at most 3600 (fractions allowed)"
         )
     return max_sessions, float(seconds)
 
 
-def _parse_approval(data: object) -> Approval:
-    if not isinstance(data, dict):
-        raise PolicyError("approval: must be a mapping")
-    _no_unknown_keys(data, _APPROVAL_KEYS, "approval.")
-    required = data.get("required", 1)
-    if not isinstance(required, int) or isinstance(required, bool) or not 1 <= required <= 10:
-        raise PolicyError("approval.required: must be a whole number from 1 to 10")
-    self_ok = data.get("allow_self_approval", False)
-    if not isinstance(self_ok, bool):
-        raise PolicyError("approval.allow_self_approval: must be true or false")
-    expires = data.get("expires_after_minutes", 30)
-    if not _is_number(expires) or not 0 < expires <= 1440:
-        raise PolicyError(
-            "approval.expires_after_minutes: must be a number of minutes above 0 and at most "
-            "1440 (fractions allowed, e.g. 0.5)"
-        )
-    return Approval(required, self_ok, expires)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
-
-
 def _parse_role(name: str, data: object) -> Role:
     where = f"roles.{name}"
     if not isinstance(data, dict):
         raise PolicyError(f"{where}: must be a mapping with members and allow")
-    _no_unknown_keys(data, _ROLE_KEYS, f"{where}.")
-    members = _id_list(
-        data.get("members"), f"{where}.members", None, "Slack user (U…/W…) or user group (S…) ID"
-    )
+    no_unknown_keys(data, _ROLE_KEYS, f"{where}.")
+    members = id_list(data.get("members"), f"{where}.members", None, MEMBER)
     allow = data.get("allow")
     if not isinstance(allow, list) or not allow:
         raise PolicyError(f"{where}.allow: must list verbs from {', '.join(VERBS)}")
@@ -296,25 +279,3 @@ def _parse_role(name: str, data: object) -> Role:
         products=frozenset(products),
         max_duration=max_duration,
     )
-
-
-def _id_list(value: object, where: str, pattern: re.Pattern[str] | None, what: str) -> list[str]:
-    if not isinstance(value, list) or not value:
-        raise PolicyError(f"{where}: must be a non-empty list of {what}s")
-    for i, item in enumerate(value):
-        ok = isinstance(item, str) and (
-            pattern.match(item) if pattern else (_USER_RE.match(item) or _GROUP_RE.match(item))
-        )
-        if not ok:
-            raise PolicyError(
-                f"{where}[{i}]: '{item}' is not a {what}; names can change, IDs cannot"
-            )
-    return list(value)
-
-
-def _no_unknown_keys(data: dict, known: set[str], prefix: str) -> None:
-    for key in data:
-        if key not in known:
-            raise PolicyError(
-                f"{prefix}{key}: unknown setting; known are {', '.join(sorted(known))}"
-            )

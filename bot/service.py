@@ -125,7 +125,7 @@ class KillTaskService:
         if break_glass:
             text = f"Request #{request.id} skips approval (break-glass) and starts now."
         else:
-            missing = self.policy.approval.required
+            missing = self.policy.requirement(spec).required
             text = (
                 f"Request #{request.id} is filed. It needs {missing} approval"
                 f"{'s' if missing > 1 else ''} from someone else before anything is killed."
@@ -138,6 +138,8 @@ class KillTaskService:
     def publish(self, request: KillRequest) -> Published:
         """The first slow part of filing: post the card."""
         request, card = self.cards.post(request)
+        if card.ts:
+            self.announce_filed(request)
         return Published(request, card)
 
     def follow_filing(self, request: KillRequest) -> Outcome | None:
@@ -150,6 +152,18 @@ class KillTaskService:
             return self.starter.start(request)
         self.cards.refresh_preview(request)
         return None
+
+    def announce_filed(self, request: KillRequest) -> None:
+        """Mention the policy's `notify` in the thread of a card just posted."""
+        approval = self.policy.approval
+        if request.state is not State.PENDING or not approval.notify:
+            return
+        needed = self.policy.requirement(request.spec)
+        filed = Announcement(
+            Happening.FILED, request.requester_id, mentions=approval.notify,
+            missing=needed.required, needed_from=needed.from_,
+        )  # fmt: skip
+        self.notifier.announce(request, filed)
 
     # ------------------------------------------------------------ decide
 
@@ -190,44 +204,48 @@ class KillTaskService:
     def approve(self, user_id: str, request_id: int, channel_id: str, message_ts: str) -> Outcome:
         """The quick part: the approval, and the decision when it is the last one needed."""
         found = self._own_pending(request_id, channel_id, message_ts, user_id, "approve")
-        if isinstance(found, Outcome):
-            return found
-        request = found
+        return found if isinstance(found, Outcome) else self.approve_bound(user_id, found)
+
+    def approve_bound(self, user_id: str, request: KillRequest) -> Outcome:
+        """Every check of an approval, for a request already bound to the click (by its card,
+        or by App Home, bot.home)."""
         if request.expires_at <= self.clock():
             return Outcome(False, f"Request #{request.id} had expired; file a new one.", request)
-        decision = self.access.check_spec("approve", user_id, channel_id, request.spec)
+        decision = self.access.check_spec("approve", user_id, request.channel_id, request.spec)
         if not decision.allowed:
             return self.access.deny(user_id, "approve", decision, request)
         problem = approval_problem(request, user_id, self.policy.approval.allow_self_approval)
         if problem:
             return self.access.deny(user_id, "approve", Decision(False, problem), request)
+        needed = self.policy.requirement(request.spec)
+        if not self.access.counts(user_id, needed):
+            return self.access.deny(user_id, "approve", Access.not_counted(needed), request)
         spec = request.spec
         busy = (
             None if spec.once else self.store.active_on(spec.instance_id, spec.product, request.id)
         )
         if busy is not None:
             return Outcome(False, busy_message(busy), request)
-        required = self.policy.approval.required
         result, now = self.store.approve(
-            request.id, user_id, required, self.process_id,
+            request.id, user_id, needed.required, self.process_id,
             entry(request, user_id, "approve", "recorded", detail=decision.reason),
         )  # fmt: skip
         if result == "again" or now is None:
             return Outcome(False, "You have already approved this request.", request)
         if result == "closed":
             return closed(now)
-        missing = approvals_missing(now, required)
+        missing = approvals_missing(now, needed.required)
         if missing:
             return Outcome(True, f"Your approval is recorded; {missing} more needed.", now)
         return Outcome(True, "Your approval is recorded; the kill task starts now.", now)
 
     def reject(self, user_id: str, request_id: int, channel_id: str, message_ts: str) -> Outcome:
         found = self._own_pending(request_id, channel_id, message_ts, user_id, "reject")
-        if isinstance(found, Outcome):
-            return found
-        request = found
+        return found if isinstance(found, Outcome) else self.reject_bound(user_id, found)
+
+    def reject_bound(self, user_id: str, request: KillRequest) -> Outcome:
         target = Target(request.spec.instance_id, request.spec.product)
-        decision = self.access.check("reject", user_id, channel_id, target)
+        decision = self.access.check("reject", user_id, request.channel_id, target)
         # The requester may always withdraw their own request.
         if not decision.allowed and user_id != request.requester_id:
             return self.access.deny(user_id, "reject", decision, request)
@@ -245,11 +263,15 @@ class KillTaskService:
         if not decided.ok or request is None:
             return None
         if request.state is State.APPROVED:
+            self.notifier.direct(request, Announcement(Happening.APPROVED, actor_id))
             return self.starter.start(request)
         self.cards.sync(request)
         if request.state is State.PENDING:
-            missing = approvals_missing(request, self.policy.approval.required)
-            event = Announcement(Happening.APPROVAL_RECORDED, actor_id, missing=missing)
+            needed = self.policy.requirement(request.spec)
+            missing = approvals_missing(request, needed.required)
+            event = Announcement(
+                Happening.APPROVAL_RECORDED, actor_id, missing=missing, needed_from=needed.from_
+            )
             self.notifier.announce(request, event)
         elif request.state is State.REJECTED:
             self.notifier.announce(request, Announcement(Happening.REJECTED, actor_id))

@@ -59,6 +59,7 @@ class FakeSlack:
         # files_upload_v2: file id -> what getUploadURLExternal was told, and the bytes that
         # arrived at the upload URL it handed out (a loopback URL on this stand-in).
         self.files: dict[str, dict[str, Any]] = {}
+        self.homes: dict[str, dict[str, Any]] = {}  # the last App Home published per user
         self._calls: list[SlackCall] = []
         self._scripts: dict[str, deque[dict[str, Any]]] = {}
         self._ts_counter = 0
@@ -142,6 +143,7 @@ class FakeSlack:
         with self._cond:
             self._calls.clear()
             self.messages.clear()
+            self.homes.clear()
             self._scripts.clear()
             self._acks.clear()
 
@@ -400,6 +402,22 @@ class FakeSlack:
                 self._view_counter += 1
                 view_id = f"V{self._view_counter:07d}"
             return {"ok": True, "view": {**view, "id": view_id, "hash": uuid.uuid4().hex[:12]}}
+        if method == "views.publish":
+            user = str(args.get("user_id", ""))
+            view = args.get("view") if isinstance(args.get("view"), dict) else {}
+            if not user.startswith(("U", "W")) or view.get("type") != "home":
+                return {"ok": False, "error": "invalid_arguments"}
+            self.homes[user] = view
+            return {"ok": True, "view": {**view, "id": f"VH{user}"}}
+        if method == "chat.getPermalink":
+            channel, ts = str(args.get("channel", "")), str(args.get("message_ts", ""))
+            if (channel, ts) not in self.messages:
+                return {"ok": False, "error": "message_not_found"}
+            return {
+                "ok": True,
+                "channel": channel,
+                "permalink": f"https://test.slack.com/archives/{channel}/p{ts.replace('.', '')}",
+            }
         if method == "usergroups.users.list":
             group = args.get("usergroup")
             if group not in self.usergroups:

@@ -257,6 +257,61 @@ def message_action_payload(
     }
 
 
+def home_action_payload(
+    action_id: str, value: str, user_id: str = "U0REQUESTER", team_id: str = "T0TEST"
+) -> dict[str, Any]:
+    """A button click on the user's App Home: no channel, no message; the container is a view."""
+    view_id = f"VH{user_id}"
+    return {
+        "type": "block_actions",
+        "user": _user(user_id, None, team_id),
+        "api_app_id": APP_ID,
+        "token": "verification-token",
+        "container": {"type": "view", "view_id": view_id},
+        "trigger_id": _trigger_id(),
+        "team": {**TEAM, "id": team_id},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "view": {"id": view_id, "type": "home", "team_id": team_id, "blocks": [],
+                 "state": {"values": {}}, "app_id": APP_ID, "bot_id": "BBOT"},
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": "home",
+                "value": value,
+                "type": "button",
+                "text": {"type": "plain_text", "text": action_id},
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }  # fmt: skip
+
+
+def event_body(event: dict[str, Any], team_id: str = "T0TEST") -> str:
+    """An Events API envelope (JSON), as Slack posts it to the request URL."""
+    return json.dumps(
+        {
+            "token": "verification-token",
+            "team_id": team_id,
+            "api_app_id": APP_ID,
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{uuid.uuid4().hex[:10].upper()}",
+            "event_time": int(time.time()),
+        }
+    )
+
+
+def app_home_opened(user_id: str, tab: str = "home") -> dict[str, Any]:
+    return {
+        "type": "app_home_opened",
+        "user": user_id,
+        "channel": "D0HOME",
+        "tab": tab,
+        "event_ts": f"{time.time():.6f}",
+    }
+
+
 class SlackSender:
     """Posts signed requests to the bot's /slack/events endpoint, as Slack does."""
 
@@ -314,6 +369,16 @@ class SlackSender:
     def shortcut(self, callback_id: str, message_text: str, **kw: Any) -> tuple[int, str, Any]:
         kw.setdefault("response_url", self.hook_url)
         payload = message_action_payload(callback_id, message_text, **kw)
+        return self.post(urlencode({"payload": json.dumps(payload)}))
+
+    def home_opened(self, user_id: str) -> tuple[int, str, Any]:
+        return self.post(
+            event_body(app_home_opened(user_id)),
+            headers_override={"Content-Type": "application/json"},
+        )
+
+    def home_click(self, action_id: str, value: str, **kw: Any) -> tuple[int, str, Any]:
+        payload = home_action_payload(action_id, value, **kw)
         return self.post(urlencode({"payload": json.dumps(payload)}))
 
     def submit_view(

@@ -21,6 +21,7 @@ from tests.conftest import (
     APPROVER,
     BOT_TOKEN,
     COMMANDER,
+    POLICY,
     REQUESTER,
     Driver,
     new_instance,
@@ -37,6 +38,17 @@ HOSTILE = (
 )
 TYPED = HOSTILE.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 LIVE = re.compile(r"<!channel>|<!here>|<!everyone>|<@UEVIL>|<!subteam\^SEVIL>|<https://evil")
+
+
+# Every nudge on, and fast: the filing's mention, reminder, escalation, "still running".
+NUDGING = (
+    POLICY.replace(
+        "  expires_after_minutes: 30\n",
+        "  expires_after_minutes: 30\n  notify: [S0DBA]\n  remind_after_minutes: 0.02\n"
+        f"  escalate_after_minutes: 0.03\n  escalate_to: [{COMMANDER}]\n",
+    )
+    + "running:\n  remind_every_minutes: 0.02\n"
+)
 
 
 def strings(node: object) -> list[str]:
@@ -61,9 +73,10 @@ def test_nothing_typed_or_answered_goes_live(
     tmp_path: Path, fresh_slack: FakeSlack, dbbrain: DbbrainEmulator
 ) -> None:
     slack = fresh_slack
-    bot = start_bot(tmp_path, slack, dbbrain)
+    bot = start_bot(tmp_path, slack, dbbrain, NUDGING)
     try:
         drive_every_message(Driver(bot, slack, dbbrain), slack, dbbrain)
+        drive_nudges_and_home(Driver(bot, slack, dbbrain), slack)
     finally:
         assert bot.stop() == 0
     sent = [(c.method, s) for c in slack.calls for s in strings(c.args)]
@@ -71,9 +84,9 @@ def test_nothing_typed_or_answered_goes_live(
     assert live == [], live[:5]
     # ...and the hostile words did arrive, as text
     assert any("&lt;!channel&gt;" in text for _, text in sent)
-    assert {"chat.postMessage", "chat.update", "chat.postEphemeral", "response_url"} <= {
-        method for method, _ in sent
-    }
+    assert {
+        "chat.postMessage", "chat.update", "chat.postEphemeral", "response_url", "views.publish"
+    } <= {method for method, _ in sent}  # fmt: skip
 
 
 def wait_for_preview(slack: FakeSlack, card) -> None:  # type: ignore[no-untyped-def]
@@ -166,6 +179,39 @@ def drive_every_message(driver: Driver, slack: FakeSlack, dbbrain: DbbrainEmulat
     driver.command(f"{instance} duration=5m user=app reason=x --{TYPED[:12]}")
     driver.command(f'preview {instance} user=app info="SELECT 1 /* {TYPED}"')
     slack.wait_for("response_url", lambda c: "Preview for" in json.dumps(c.args))
+
+
+def drive_nudges_and_home(driver: Driver, slack: FakeSlack) -> None:
+    """Reminders, escalations, "still running", direct messages and App Home, with typed
+    words in the filters and the reason."""
+    from tests.conftest import card_text
+
+    sender = driver.sender
+    card = driver.file(
+        new_instance(), f'duration=10m user=app info="SELECT 1 /* {TYPED}" reason="{TYPED}"'
+    )
+    driver.wait_thread(card, ":bell:")
+    driver.wait_thread(card, ":rotating_light:")
+    sender.home_opened(APPROVER)
+    slack.wait_for("views.publish", lambda c: "&lt;!channel&gt;" in json.dumps(c.args))
+    sender.home_click("home_approve", str(card.request_id), user_id=APPROVER)
+    driver.wait_card(card, "Running")
+    driver.wait_thread(card, "still killing on")
+    sender.home_click("home_stop", str(card.request_id), user_id=APPROVER)
+    driver.wait_card(card, "Stopped")
+    slack.wait_for(
+        "chat.postMessage",
+        lambda c: c.args.get("channel") == REQUESTER and "was stopped" in c.args.get("text", ""),
+    )
+    sender.home_click("home_reject", TYPED[:40], user_id=APPROVER)
+    slack.wait_for(
+        "chat.postMessage", lambda c: "does not name a request" in c.args.get("text", "")
+    )
+    sender.home_opened(REQUESTER)
+    slack.wait_for(
+        "views.publish",
+        lambda c: c.args.get("user_id") == REQUESTER and "Stopped" in card_text(c.args["view"]),
+    )
 
 
 # ---------------------------------------------------------------- malformed requests

@@ -24,7 +24,16 @@ def loaded_by(module: str) -> set[str]:
 
 @pytest.mark.parametrize(
     "module",
-    ["bot.killtask", "bot.requests", "bot.preview", "bot.audit", "bot.outcomes", "bot.estate"],
+    [
+        "bot.killtask",
+        "bot.requests",
+        "bot.preview",
+        "bot.audit",
+        "bot.outcomes",
+        "bot.estate",
+        "bot.rules",
+        "bot.policy_fields",
+    ],
 )
 def test_the_domain_imports_nothing_outside(module: str) -> None:
     assert loaded_by(module) & set(OUTSIDE) == set()

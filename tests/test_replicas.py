@@ -15,6 +15,7 @@ from tests.conftest import (
     APPROVER,
     APPROVER2,
     COMMANDER,
+    POLICY,
     BotProcess,
     Driver,
     new_instance,
@@ -101,3 +102,44 @@ def test_expiry_runs_everywhere_but_ends_once(replicas: list[Driver], postgres_u
     time.sleep(1.0)  # several ticks of both replicas
     for card in cards:
         assert len([t for t in a.thread(card) if "expired" in t]) == 1
+
+
+NUDGING = POLICY.replace(
+    "  expires_after_minutes: 30\n",
+    "  expires_after_minutes: 30\n  notify: [S0DBA]\n  remind_after_minutes: 0.02\n"
+    f"  escalate_after_minutes: 0.04\n  escalate_to: [{COMMANDER}]\n",
+)
+
+
+def test_one_reminder_and_one_escalation_across_replicas(
+    tmp_path: Path, slack: FakeSlack, dbbrain: DbbrainEmulator, postgres_url: str
+) -> None:
+    started = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        started.append(start_bot(folder, slack, dbbrain, NUDGING, DATABASE_URL=postgres_url))
+    try:
+        a, b = (Driver(bot, slack, dbbrain) for bot in started)
+        card = a.file(new_instance())
+        assert "<!subteam^S0DBA>" in a.wait_thread(card, "asks for a kill task")
+        a.wait_thread(card, ":bell:")
+        assert f"<@{COMMANDER}>" in b.wait_thread(card, ":rotating_light:")
+        time.sleep(1.5)  # many ticks of both replicas
+        thread = a.thread(card)
+        assert len([t for t in thread if ":bell:" in t]) == 1
+        assert len([t for t in thread if ":rotating_light:" in t]) == 1
+        engine = create_engine(postgres_url)
+        with engine.connect() as conn:
+            sent = conn.execute(
+                text(
+                    "SELECT action, count(*) FROM audit_log WHERE request_id = :id "
+                    "AND outcome = 'sent' GROUP BY action ORDER BY action"
+                ),
+                {"id": card.request_id},
+            ).all()
+        engine.dispose()
+        assert [tuple(row) for row in sent] == [("escalation", 1), ("reminder", 1)]
+    finally:
+        for bot in started:
+            assert bot.stop() == 0, bot.log()

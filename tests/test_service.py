@@ -60,6 +60,7 @@ class FakeCloud:
 class FakeNotifier:
     cards: dict[int, KillRequest] = field(default_factory=dict)
     replies: list[tuple[int, Announcement]] = field(default_factory=list)
+    directs: list[tuple[int, Announcement]] = field(default_factory=list)
     slack_down: bool = False
     posts: int = 0
     summaries: list[tuple] = field(default_factory=list)
@@ -87,6 +88,9 @@ class FakeNotifier:
 
     def post_summary(self, request: KillRequest, summary, chart: bytes | None) -> None:
         self.summaries.append((request.id, summary, chart))
+
+    def direct(self, request: KillRequest, news: Announcement) -> None:
+        self.directs.append((request.id, news))
 
 
 class NoGroups:
@@ -324,3 +328,39 @@ def test_a_start_never_waits_for_a_read_slot(world: World) -> None:
     news = [n for _, n in world.notifier.replies if n.what == "started"]
     assert len(news) == 1 and news[0].preview is None  # "could not be read just before"
     assert world.store.get(request.id).preview is not None  # the filing's preview stays
+
+
+NOTIFYING = {**POLICY, "approval": {**POLICY["approval"], "notify": ["S0DBA"]}}
+
+
+def test_a_card_posted_later_by_the_clock_still_mentions_notify(world: World) -> None:
+    world.service.policy = parse_policy(NOTIFYING)
+    world.notifier.slack_down = True
+    request = world.file()
+    world.notifier.slack_down = False
+    world.clock.now += 31
+    world.tick()
+    world.tick()
+    filed = [n for rid, n in world.notifier.replies if rid == request.id and n.what == "filed"]
+    assert len(filed) == 1 and filed[0].mentions == ("S0DBA",) and filed[0].missing == 2
+
+
+def test_reminder_and_escalation_once_each_and_only_while_pending(world: World) -> None:
+    approval = {**NOTIFYING["approval"], "remind_after_minutes": 1, "escalate_after_minutes": 2,
+                "escalate_to": ["U0BOSS"], "expires_after_minutes": 10}  # fmt: skip
+    world.service.policy = parse_policy({**POLICY, "approval": approval})
+    pending, decided = world.file("cdb-one"), world.file("cdb-two")
+    world.approve("U0A1", decided.id)
+    world.approve("U0A2", decided.id)
+    for _ in range(3):
+        world.clock.now += 61
+        world.tick()
+    news = [(rid, n.what, n.mentions) for rid, n in world.notifier.replies if rid == pending.id]
+    assert [w for _, w, _ in news] == ["filed", "reminder", "escalation"]
+    assert news[2][2] == ("U0BOSS",)
+    assert not [n for rid, n in world.notifier.replies if rid == decided.id and n.what in
+                ("reminder", "escalation")]  # fmt: skip
+    sent = [
+        (e["action"], e["request_id"]) for e in world.store.audit_rows() if e["outcome"] == "sent"
+    ]
+    assert sent == [("reminder", pending.id), ("escalation", pending.id)]

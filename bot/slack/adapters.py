@@ -8,6 +8,7 @@ timeout, a dropped connection), it is logged, counted, and turned into data the 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from urllib.parse import urlsplit
@@ -17,8 +18,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
 from bot import metrics
-from bot.outcomes import Announcement, CardPost, EffectSummary
+from bot.outcomes import Announcement, CardPost, EffectSummary, Happening
 from bot.requests import KillRequest
+from bot.rules import Requirement
 from bot.slack import blocks, messages
 
 log = logging.getLogger(__name__)
@@ -26,18 +28,28 @@ log = logging.getLogger(__name__)
 CARD_EVENT = "killtask_card"  # the metadata event type that marks a message as a request's card
 SLACK_HOOK_HOSTS = ("hooks.slack.com", "hooks.slack-gov.com")
 HISTORY_PAGES = 5  # how far back to look for a card whose post went unanswered
+# What the requester hears of in a direct message (besides APPROVED, which only they hear).
+DIRECT = frozenset(
+    {Happening.REJECTED, Happening.EXPIRED, Happening.STARTED, Happening.START_FAILED,
+     Happening.FINISHED, Happening.STOPPED}
+)  # fmt: skip
+_PERMALINK = re.compile(r"^https://[A-Za-z0-9.\-]+/[A-Za-z0-9/._\-?=&%]*$")
 
 
 class SlackNotifier:
-    def __init__(self, client: WebClient, approvals_required=lambda: 1, api_url: str = ""):  # type: ignore[no-untyped-def]
+    def __init__(
+        self, client: WebClient, requirement=lambda spec: Requirement(1), api_url: str = ""
+    ):  # type: ignore[no-untyped-def]
         self.client = client
-        self.approvals_required = approvals_required  # read per card: the policy may reload
+        self.requirement = requirement  # read per card: the policy may reload
+        # Called after each piece of news, to republish App Home for the people concerned.
+        self.on_news = lambda request, news: None
         # response_url is taken from the request; only Slack's own hosts (or the API's, in
         # tests and rehearsals) may receive what the bot says through it.
         self.hook_hosts = {*SLACK_HOOK_HOSTS, urlsplit(api_url).hostname or "slack.com"}
 
     def _blocks(self, request: KillRequest) -> list[dict]:
-        return blocks.card(request, self.approvals_required())
+        return blocks.card(request, self.requirement(request.spec))
 
     def post_card(self, request: KillRequest) -> CardPost:
         try:
@@ -103,6 +115,45 @@ class SlackNotifier:
             )
         except Exception as exc:
             _failed("chat.postMessage", request, _reason(exc))
+        if news.what in DIRECT:
+            self.direct(request, news)
+        self.news(request, news)
+
+    def direct(self, request: KillRequest, news: Announcement) -> None:
+        text = messages.direct(request, news, self._permalink(request))
+        try:
+            self.client.chat_postMessage(channel=request.requester_id, text=text)
+        except Exception as exc:
+            _failed("chat.postMessage", request, _reason(exc))
+        if news.what is Happening.APPROVED:
+            self.news(request, news)
+
+    def news(self, request: KillRequest, news: Announcement) -> None:
+        try:
+            self.on_news(request, news)
+        except Exception as exc:
+            log.warning("home_update_failed request=%s error=%s", request.id, _reason(exc))
+
+    def _permalink(self, request: KillRequest) -> str | None:
+        if not request.message_ts:
+            return None
+        try:
+            found = self.client.chat_getPermalink(
+                channel=request.channel_id, message_ts=request.message_ts
+            )
+        except Exception as exc:
+            _failed("chat.getPermalink", request, _reason(exc))
+            return None
+        link = str(found.get("permalink") or "")
+        return link if _PERMALINK.match(link) else None
+
+    def dm(self, user_id: str, text: str) -> None:
+        """A direct message to one person (answers to App Home buttons)."""
+        try:
+            self.client.chat_postMessage(channel=user_id, text=text)
+        except Exception as exc:
+            metrics.slack_error("chat.postMessage")
+            log.warning("direct_message_failed user=%s error=%s", user_id, _reason(exc))
 
     def link_card(self, request: KillRequest, thread_ts: str) -> None:
         """A reply under the message the request was filed from, linking to its card."""

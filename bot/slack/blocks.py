@@ -14,8 +14,9 @@ from bot.killtask import (
 from bot.outcomes import KillResult
 from bot.preview import Preview
 from bot.requests import KillRequest, State
+from bot.rules import Requirement
 from bot.slack import insight
-from bot.slack.mrkdwn import code, esc, mention, when
+from bot.slack.mrkdwn import code, esc, mention, mention_any, when
 
 ACTIONS_BLOCK = "request_actions"
 MAX_SECTION = 2900  # Slack allows 3000 characters in a section's text
@@ -91,7 +92,7 @@ def where(request: KillRequest) -> str:
     return f"`{esc(request.account or 'default')}` · `{esc(request.region or 'unknown')}`"
 
 
-def card(request: KillRequest, approvals_required: int = 1) -> list[dict]:
+def card(request: KillRequest, requirement: Requirement | int = 1) -> list[dict]:
     spec = request.spec
     emoji, title = STATE_TITLES[request.state][0], title_of(request)
     blocks: list[dict] = [
@@ -131,7 +132,9 @@ def card(request: KillRequest, approvals_required: int = 1) -> list[dict]:
         blocks.append(section(preview_text(Preview.from_dict(request.preview))))
     elif request.state is State.PENDING:
         blocks.append(section("_Reading the instance's live sessions…_"))
-    blocks.extend(_state_blocks(request, approvals_required))
+    if isinstance(requirement, int):
+        requirement = Requirement(requirement)
+    blocks.extend(_state_blocks(request, requirement))
     return blocks
 
 
@@ -198,7 +201,19 @@ def _duration_line(request: KillRequest) -> str:
     return f"{length} from the moment it starts"
 
 
-def _state_blocks(request: KillRequest, required: int) -> list[dict]:
+def needs_text(missing: int, requirement: Requirement) -> str:
+    """ "needs 1 more approval from @dba": who still has to approve, and the rule that says so."""
+    who = "someone other than the requester"
+    if requirement.from_:
+        who = " who is also in ".join(mention_any(ids) for ids in requirement.from_)
+    rule = ""
+    if requirement.because:
+        rule = " (rule: " + "; ".join(esc(b) for b in requirement.because) + ")"
+    return f"Needs {missing} more approval{'s' if missing != 1 else ''} from {who}{rule}."
+
+
+def _state_blocks(request: KillRequest, requirement: Requirement) -> list[dict]:
+    required = requirement.required
     state = request.state
     rid = str(request.id)
     approved_by = ", ".join(mention(u) for u in request.approvers)
@@ -220,8 +235,7 @@ def _state_blocks(request: KillRequest, required: int) -> list[dict]:
                 "elements": [
                     text_object(
                         "mrkdwn",
-                        f"Needs {missing} more approval{'s' if missing != 1 else ''} from "
-                        f"someone other than the requester.{so_far} "
+                        f"{needs_text(missing, requirement)}{so_far} "
                         f"Expires {when(request.expires_at)}.",
                     )
                 ],

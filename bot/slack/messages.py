@@ -12,7 +12,7 @@ from bot.outcomes import Announcement, CardPost, EffectSummary, Happening, Outco
 from bot.preview import Preview
 from bot.requests import KillRequest
 from bot.slack.blocks import STATE_TITLES, preview_text, where
-from bot.slack.mrkdwn import channel_link, code, esc, mention
+from bot.slack.mrkdwn import channel_link, code, esc, mention, mention_all, mention_any, when
 
 MAX_TEXT = 4000  # longest slash-command text the bot reads (Slack's own limit is about 4,000)
 NOT_THIS_CHANNELS = (
@@ -35,13 +35,17 @@ def announcement(request: KillRequest, news: Announcement) -> str:
     who = mention(news.actor_id)
     rid = f" DBbrain RequestId `{code(news.cloud_request_id)}`." if news.cloud_request_id else ""
     match news.what:
+        case Happening.FILED | Happening.REMINDER | Happening.ESCALATION | Happening.STILL_RUNNING:
+            return _nudge(request, news)
+        case Happening.APPROVED:
+            return f"{who} approved; the kill task starts now."
         case Happening.BREAK_GLASS:
             return (
                 f":rotating_light: {who} used break-glass: this request SKIPPED APPROVAL. "
                 f"Reason: {esc(news.reason or '')}"
             )
         case Happening.APPROVAL_RECORDED:
-            return f"{who} approved. Waiting for {news.missing} more approval(s)."
+            return f"{who} approved. Waiting for {news.missing} more approval(s){_from(news)}."
         case Happening.STARTED:
             how = "used break-glass and started" if request.break_glass else "approved; started"
             return f":white_check_mark: {who} {how} the kill task{_seen(news.preview)}.{rid}"
@@ -76,7 +80,9 @@ def summary(request: KillRequest, facts: EffectSummary, chart: str | None) -> st
             f"Approved by {approved}."
         )
     verb = "was stopped" if facts.how is Happening.STOPPED else "finished"
-    ran = "" if facts.ran_seconds is None else f" after {describe_duration(int(facts.ran_seconds))}"
+    # At least 1 s: describe_duration(0) means a one-shot kill, not a short run.
+    seconds = None if facts.ran_seconds is None else max(1, round(facts.ran_seconds))
+    ran = "" if seconds is None else f" after {describe_duration(seconds)}"
     lines = [
         f":bar_chart: *Summary of kill task #{request.id}* on "
         f"`{code(request.spec.instance_id)}`: it {verb}{ran}. Approved by {approved}."
@@ -97,6 +103,60 @@ def summary(request: KillRequest, facts: EffectSummary, chart: str | None) -> st
     elif chart:
         lines.append(esc(chart))
     return "\n".join(lines)
+
+
+def _from(news: Announcement) -> str:
+    return "".join(f" from {mention_any(ids)}" for ids in news.needed_from[:1]) + "".join(
+        f" who is also in {mention_any(ids)}" for ids in news.needed_from[1:]
+    )
+
+
+def _nudge(request: KillRequest, news: Announcement) -> str:
+    """Filing, reminder, escalation, "still running": every mention from policy or record IDs."""
+    who = mention_all(news.mentions)
+    ask = f"{who}: " if who else ""
+    needs = f"{news.missing} approval{'s' if news.missing != 1 else ''}{_from(news)}"
+    instance = f"`{code(request.spec.instance_id)}`"
+    if news.what is Happening.FILED:
+        return (
+            f"{ask}{mention(news.actor_id)} asks for a kill task on {instance}; it needs {needs}."
+        )
+    if news.what is Happening.REMINDER:
+        return f":bell: {ask}request #{request.id} on {instance} is still waiting for {needs}."
+    if news.what is Happening.ESCALATION:
+        return (
+            f":rotating_light: {ask}request #{request.id} on {instance} has had no decision "
+            f"since {when(request.created_at)}; it still needs {needs}. Approve or reject it."
+        )
+    return (
+        f":hourglass: {ask}still killing on {instance} since {when(request.started_at)} "
+        f"({esc(describe_filters(request.spec))}). Stop it on the card once it is no longer needed."
+    )
+
+
+DIRECT_NEWS = {
+    Happening.APPROVED: "was approved by {who}; the kill task starts now",
+    Happening.REJECTED: "was rejected by {who}; nothing was killed",
+    Happening.EXPIRED: "expired without enough approvals; nothing was killed",
+    Happening.STARTED: "is running: DBbrain is killing the matching sessions",
+    Happening.START_FAILED: "did not start: {error}",
+    Happening.FINISHED: "is finished: its duration has passed",
+    Happening.STOPPED: "was stopped by {who}",
+}
+
+
+def direct(request: KillRequest, news: Announcement, link: str | None) -> str:
+    """The requester's direct message about their request, with a link to its card."""
+    template = DIRECT_NEWS[news.what]
+    error = esc(news.error or "DBbrain refused it")
+    if news.outcome_unknown:
+        error = f"the outcome is unknown ({esc(news.error or '')}); look at the card"
+    said = template.format(who=mention(news.actor_id), error=error)
+    card = f"<{esc(link)}|its card>" if link else f"the card in {channel_link(request.channel_id)}"
+    return (
+        f"Your kill-task request #{request.id} on `{code(request.spec.instance_id)}` {said}. "
+        f"See {card}."
+    )
 
 
 def _seen(preview: Preview | None) -> str:

@@ -47,3 +47,12 @@ def channel_link(channel_id: str) -> str:
     if _CHANNEL_ID.match(channel_id):
         return f"<#{channel_id}>"
     return esc(channel_id)
+
+
+def mention_any(ids: frozenset[str] | tuple[str, ...]) -> str:
+    """ "<@U1> or <!subteam^S1>": anyone of these people or groups, from policy IDs."""
+    return " or ".join(mention(i) for i in sorted(ids)) or "nobody"
+
+
+def mention_all(ids: tuple[str, ...] | frozenset[str]) -> str:
+    return " ".join(mention(i) for i in ids)

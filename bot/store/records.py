@@ -26,6 +26,7 @@ from bot.killtask import ONCE, KillTaskSpec
 from bot.requests import ACTIVE_STATES, OPEN_STATES, KillRequest, State, sources_of
 from bot.store.effects import EffectRows
 from bot.store.instances import InstanceRows
+from bot.store.nudges import NudgeRows
 from bot.store.tables import approvals, bot_processes, kill_requests
 
 
@@ -33,7 +34,7 @@ class _Again(Exception):
     """This person had already approved: roll the approval's transaction back."""
 
 
-class Store(EffectRows, InstanceRows):
+class Store(EffectRows, InstanceRows, NudgeRows):
     """Requests, approvals, heartbeats and the audit log."""
 
     # ------------------------------------------------------------ processes

@@ -70,6 +70,11 @@ kill_requests = Table(
     Column("kill_result", Text),  # what a one-shot kill did (JSON)
     # When a replica last claimed a sample of this task: one sample per period, one replica.
     Column("sampled_at", Float),
+    # When the one reminder and the one escalation went out, and the last "still running"
+    # reminder: each is claimed by a conditional UPDATE, so one replica sends it.
+    Column("reminded_at", Float),
+    Column("escalated_at", Float),
+    Column("running_reminded_at", Float),
     Index("ix_kill_requests_state_expires", "state", "expires_at"),
     Index("ix_kill_requests_state_ends", "state", "ends_at"),
     Index("ix_kill_requests_instance", "instance_id", "product", "state"),

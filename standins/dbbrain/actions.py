@@ -146,7 +146,9 @@ def describe_instances(emu: DbbrainEmulator, params: dict[str, Any], account: st
         raise ApiError("InvalidParameterValue", "Limit must be from 1 to 100.")
     if "InstanceIds" in params:
         accepted = [i for i in params["InstanceIds"] if emu.instances is None or i in emu.instances]
-        rows = [emu.place_of(i) for i in accepted]
+        # An instance never placed is whatever product it is asked about.
+        rows = [emu.place_of(i) | ({} if i in emu.places else {"Product": product})
+                for i in accepted]  # fmt: skip
         rows = [r for r in rows if r["Account"] == account and r["Product"] == product]
     else:
         rows = emu.listed(account, product)

@@ -1,0 +1,185 @@
+"""App Home: published when a person opens it, and again for the people concerned after any
+change they can act on. Its buttons name a request by number only; the service binds the
+click to the stored request and runs the card's own checks (bot.home.from_home)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+from slack_bolt import Ack
+
+from bot.home import HomeLists, from_home, home_lists
+from bot.killtask import describe_filters
+from bot.outcomes import Announcement, Outcome
+from bot.requests import KillRequest
+from bot.service import KillTaskService
+from bot.slack import messages
+from bot.slack.adapters import SlackNotifier
+from bot.slack.blocks import STATE_TITLES, _button, _confirm, section
+from bot.slack.mrkdwn import channel_link, code, esc, mention, when
+from bot.store import StoreError
+
+log = logging.getLogger(__name__)
+
+HOME_BUTTONS = ("home_approve", "home_reject", "home_stop")
+_NUMBER = re.compile(r"[0-9]{1,9}")
+_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+REMEMBERED = 500  # people whose home this process republishes after news
+
+
+def _line(request: KillRequest) -> str:
+    return (
+        f"*#{request.id}* `{code(request.spec.instance_id)}` · "
+        f"{esc(describe_filters(request.spec))} · by {mention(request.requester_id)} "
+        f"in {channel_link(request.channel_id)}"
+    )
+
+
+def home_view(lists: HomeLists) -> dict:
+    """The home tab for one person, as a pure Block Kit view."""
+    if not lists.member:
+        text = "You are not in any role of the kill-task policy, so there is nothing to act on."
+        return {"type": "home", "blocks": [section(text)]}
+    blocks: list[dict] = [
+        {"type": "header", "text": {"type": "plain_text", "text": "Waiting for your approval"}}
+    ]
+    for request in lists.waiting:
+        blocks.append(section(f"{_line(request)} · expires {when(request.expires_at)}"))
+        confirm = _confirm(
+            "Approve this kill task?", f"Request #{request.id}: {_line(request)}", "Approve"
+        )
+        blocks.append({"type": "actions", "elements": [
+            {**_button("Approve", "home_approve", str(request.id), "primary"), "confirm": confirm},
+            _button("Reject", "home_reject", str(request.id), "danger"),
+        ]})  # fmt: skip
+    if not lists.waiting:
+        blocks.append(section("_Nothing is waiting for your approval._"))
+    blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Running"}})
+    for request, may_stop in lists.running:
+        _, title = STATE_TITLES[request.state]
+        blocks.append(section(f"{_line(request)} · {title} since {when(request.started_at)}"))
+        if may_stop:
+            confirm = _confirm("Stop this kill task?", f"Request #{request.id}", "Stop", "danger")
+            stop = {**_button("Stop", "home_stop", str(request.id), "danger"), "confirm": confirm}
+            blocks.append({"type": "actions", "elements": [stop]})
+    if not lists.running:
+        blocks.append(section("_No kill task is running._"))
+    blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Recent"}})
+    lines = [_ended(r) for r in lists.recent] or ["_Nothing has ended yet._"]
+    blocks.append(section("\n".join(lines)))
+    return {"type": "home", "blocks": blocks}
+
+
+def _ended(request: KillRequest) -> str:
+    _, title = STATE_TITLES[request.state]
+    who = request.stopped_by or request.decided_by
+    by = f" by {mention(who)}" if who else ""
+    return f"• {_line(request)} · *{title}*{by}"
+
+
+class Home:
+    def __init__(self, service: KillTaskService, notifier: SlackNotifier, background):  # type: ignore[no-untyped-def]
+        self.service = service
+        self.notifier = notifier
+        self.background = background
+        self._seen: dict[str, None] = {}  # insertion-ordered, bounded
+        self._lock = threading.Lock()
+        notifier.on_news = self.news
+
+    def publish(self, user_id: str) -> None:
+        view = home_view(home_lists(self.service, user_id))
+        self.notifier.client.views_publish(user_id=user_id, view=view)
+
+    def opened(self, event: dict) -> None:
+        user_id = str(event.get("user") or "")
+        if event.get("tab") != "home" or not _USER.match(user_id):
+            return
+        with self._lock:
+            self._seen.pop(user_id, None)
+            self._seen[user_id] = None
+            while len(self._seen) > REMEMBERED:
+                self._seen.pop(next(iter(self._seen)))
+        if not self.background.submit(
+            lambda: self.publish(user_id), lambda exc: self._not_shown(user_id), "home"
+        ):
+            self._not_shown(user_id)
+
+    def _not_shown(self, user_id: str) -> None:
+        self.notifier.dm(
+            user_id,
+            "Your killtask home could not be shown just now; open the Home tab again in a "
+            "minute. The cards in the channels work as usual.",
+        )
+
+    def _republish(self, user_id: str) -> None:
+        """Best effort: the person already has their answer, and the card shows the truth."""
+        try:
+            self.publish(user_id)
+        except Exception as exc:
+            log.warning("views_publish_failed user=%s error=%s", user_id, type(exc).__name__)
+
+    def news(self, request: KillRequest, news: Announcement) -> None:
+        """Republish the home of everyone concerned: the requester, the actor, the approvers
+        and anyone who opened their home here lately. On the pool, never in the way of a
+        start or a stop."""
+        with self._lock:
+            people = {request.requester_id, news.actor_id, *request.approvers, *self._seen}
+        concerned = sorted(p for p in people if p and _USER.match(p))
+
+        def republish() -> None:
+            for user_id in concerned:
+                self._republish(user_id)
+
+        if not self.background.submit(republish, lambda exc: None, "home_news"):
+            log.warning("home_news_skipped request=%s reason=pool_full", request.id)
+
+    def button(self, ack: Ack, body: dict, action: dict) -> None:
+        verb = str(action["action_id"]).removeprefix("home_")
+        user_id = body["user"]["id"]
+        value = str(action.get("value", ""))
+        tell = lambda text: self.notifier.dm(user_id, text)  # noqa: E731
+        if not _NUMBER.fullmatch(value):
+            ack()
+            tell("That button does not name a request, so nothing was changed.")
+            return
+        request_id = int(value)
+        if verb == "stop":
+            ack()
+            self._later(
+                verb,
+                lambda: from_home(self.service, verb, user_id, request_id),
+                user_id,
+                request_id,
+            )
+            return
+        try:
+            decided = from_home(self.service, verb, user_id, request_id)  # stored before the ack
+        except StoreError:
+            ack()
+            tell(messages.store_down("nothing was changed"))
+            return
+        ack()
+        if not decided.ok:
+            tell(messages.outcome(decided))
+            self._later("home", lambda: None, user_id, request_id)
+            return
+        self._later(verb, lambda: self.service.carry_out(decided, user_id), user_id, request_id)
+
+    def _later(self, kind: str, job, user_id: str, request_id: int) -> None:  # type: ignore[no-untyped-def]
+        def run() -> None:
+            result: Outcome | None = job()
+            if result is not None and not result.ok and result.message:
+                self.notifier.dm(user_id, messages.outcome(result))
+            self._republish(user_id)
+
+        def failed(exc: BaseException) -> None:
+            self.notifier.dm(
+                user_id, messages.after_ack_failed(kind, request_id, type(exc).__name__)
+            )
+
+        if not self.background.submit(run, failed, kind):
+            self.notifier.dm(
+                user_id, "The bot is too busy to take this right now, so nothing was done."
+            )
