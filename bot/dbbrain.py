@@ -220,7 +220,8 @@ class DbbrainGateway:
                 # Exponential backoff with full jitter, so replicas do not retry in step.
                 self._sleep(random.uniform(0, min(2.0, 0.2 * 2 ** (attempt - 1))))
             try:
-                response = self._send(action, request, where, quick, wait)
+                # A lookup before the ack never waits for a read slot either: Slack waits 3 s.
+                response = self._send(action, request, where, quick, wait and not quick)
             except TencentCloudSDKException as exc:
                 last, retry = self._translate(action, exc, attempt, idempotent)
                 retry = retry and attempt < max_attempts

@@ -632,3 +632,19 @@ def test_a_read_that_may_not_wait_is_not_sent_when_reads_have_their_share() -> N
     assert limiter.acquire(urgent=True, wait=False) is True  # a start or a stop still goes
     clock[0] += 2
     assert limiter.acquire(urgent=False, wait=False) is True
+
+
+def test_a_lookup_before_the_ack_never_waits_for_a_read_slot(emulator: DbbrainEmulator) -> None:
+    """While previews use the reads' share, filing's instance lookup is not sent (the request
+    is filed with its region unknown) rather than holding Slack's ack."""
+    from bot.estate import DEFAULT_ACCOUNTS
+
+    clock = [0.0]
+    limiter = RateLimiter(clock=lambda: clock[0], sleep=lambda s: pytest.fail("it waited"))
+    for _ in range(14):
+        limiter.acquire(urgent=False)
+    gw = gateway(emulator.endpoint, limiter=limiter)
+    with pytest.raises(CloudError) as raised:
+        gw.list_instances(DEFAULT_ACCOUNTS[0], "mysql", ["cdb-abc12345"])
+    assert raised.value.code == "ReadBudgetInUse"
+    assert emulator.calls_of("DescribeDiagDBInstances") == []
