@@ -127,10 +127,12 @@ class DbbrainGateway:
         return client
 
     def list_instances(
-        self, account: Account, product: str, instance_ids: list[str] | None = None
-    ) -> list[InstanceInfo]:
+        self, account: Account, product: str, instance_ids: list[str] | None = None,
+        quick: bool = False,
+    ) -> list[InstanceInfo]:  # fmt: skip
         """DescribeDiagDBInstances in pages of 100: the instances DBbrain knows in `account`.
-        A lookup of named instances runs before Slack's ack: one quick try, no retries."""
+        A `quick` lookup runs before Slack's ack: one short try, no retries, no waiting for a
+        read slot (the request is then filed with its region unknown, and looked up later)."""
         where = Location(account, LIST_REGION)
         found: list[InstanceInfo] = []
         while True:
@@ -139,7 +141,6 @@ class DbbrainGateway:
             }  # fmt: skip
             if instance_ids:
                 params["InstanceIds"] = instance_ids
-            quick = bool(instance_ids)
             _, response = self._call_raw("DescribeDiagDBInstances", params, True, where, quick)
             items = response.Items or []
             found += [_info(item, account.name, product) for item in items]

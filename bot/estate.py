@@ -70,8 +70,9 @@ class UnknownInstance(Exception):
 
 class Lister(Protocol):
     def list_instances(
-        self, account: Account, product: str, instance_ids: list[str] | None = None
-    ) -> list[InstanceInfo]: ...
+        self, account: Account, product: str, instance_ids: list[str] | None = None,
+        quick: bool = False,
+    ) -> list[InstanceInfo]: ...  # fmt: skip
 
 
 class InstanceCache(Protocol):
@@ -121,9 +122,10 @@ class Estate:
     def pinned_region(self, instance_id: str) -> str | None:
         return next((r for p, r in self.pins() if fnmatch.fnmatchcase(instance_id, p)), None)
 
-    def locate(self, instance_id: str, product: str = "mysql") -> Location:
+    def locate(self, instance_id: str, product: str = "mysql", quick: bool = False) -> Location:
         """The instance's account and region. Raises UnknownInstance when no account covers
-        it or DBbrain does not list it; a failed lookup raises the lister's own error."""
+        it or DBbrain does not list it; a failed lookup raises the lister's own error. A
+        `quick` lookup (before Slack's ack) is one short try that never waits for a slot."""
         account = self.account_for(instance_id)
         if account is None:
             raise UnknownInstance(f"no account in the policy covers {instance_id}")
@@ -135,7 +137,7 @@ class Estate:
             return Location(account, cached.region)
         if self.lister is None:
             raise UnknownInstance(f"{instance_id} is not in the instance list")
-        found = self.lister.list_instances(account, product, [instance_id])
+        found = self.lister.list_instances(account, product, [instance_id], quick=quick)
         found = [i for i in found if i.instance_id == instance_id]
         if not found:
             raise UnknownInstance(f"DBbrain does not list {instance_id} in account {account.name}")

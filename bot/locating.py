@@ -23,7 +23,7 @@ def locate_for_filing(
     if estate is None:
         return None, None
     try:
-        where = estate.locate(spec.instance_id, spec.product)
+        where = estate.locate(spec.instance_id, spec.product, quick=True)
     except UnknownInstance as exc:
         text = (
             f"{spec.instance_id} is not an instance DBbrain lists ({exc}), so nothing was "

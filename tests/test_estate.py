@@ -45,7 +45,7 @@ class Lister:
         self.known = known  # instance → region
         self.asked: list[tuple[str, list[str] | None]] = []
 
-    def list_instances(self, account, product, instance_ids=None):  # type: ignore[no-untyped-def]
+    def list_instances(self, account, product, instance_ids=None, quick=False):  # type: ignore[no-untyped-def]
         self.asked.append((account.name, instance_ids))
         ids = instance_ids or list(self.known)
         return [
@@ -83,7 +83,7 @@ def test_an_instance_nobody_lists_is_unknown() -> None:
 
 def test_a_refresh_keeps_the_old_list_when_dbbrain_fails() -> None:
     class Failing(Lister):
-        def list_instances(self, account, product, instance_ids=None):  # type: ignore[no-untyped-def]
+        def list_instances(self, account, product, instance_ids=None, quick=False):  # type: ignore[no-untyped-def]
             raise CloudError("InternalError", "down")
 
     old = InstanceInfo("cdb-a", "a", "ap-guangzhou", "mysql", account="default")
