@@ -263,8 +263,7 @@ class KillTaskService:
         if not decided.ok or request is None:
             return None
         if request.state is State.APPROVED:
-            self.notifier.direct(request, Announcement(Happening.APPROVED, actor_id))
-            return self.starter.start(request)
+            return self.starter.start(request, approved_by=actor_id)
         self.cards.sync(request)
         if request.state is State.PENDING:
             needed = self.policy.requirement(request.spec)

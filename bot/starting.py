@@ -31,11 +31,15 @@ class Starter:
         self.clock = clock
         self.owner = owner  # this process, as recorded on the claim
 
-    def start(self, request: KillRequest, preview: Preview | None = None) -> Outcome:
+    def start(
+        self, request: KillRequest, preview: Preview | None = None, approved_by: str | None = None
+    ) -> Outcome:
         """Claim the request and, if this call won, create the task. What the approvers
-        approved is read again first (unless it was just read, or no read slot is free)."""
+        approved is read again first (unless it was just read, or no read slot is free).
+        `approved_by`: the requester hears of the approval, once the call is on its way."""
         actor = request.decided_by or request.requester_id
         if request.spec.once and self.oneshot is not None:
+            self._tell_approved(request, approved_by)
             return self._start_once(request, actor)
         if preview is None:
             request, preview = self.cards.refresh_preview_if_free(request)
@@ -49,7 +53,9 @@ class Starter:
         try:
             result = self.cloud.create_kill_task(claimed.spec)
         except CloudError as error:
+            self._tell_approved(claimed, approved_by)
             return self._failed(claimed, actor, error)
+        self._tell_approved(claimed, approved_by)  # after the call: it never waits on Slack
         started = self.clock()
         running = self.store.move(
             claimed.id, State.RUNNING, started_at=started,
@@ -83,6 +89,10 @@ class Starter:
             return closed(self.store.get(request.id) or request)
         self.cards.sync(claimed)
         return self.oneshot.run(claimed, actor)
+
+    def _tell_approved(self, request: KillRequest, approved_by: str | None) -> None:
+        if approved_by:
+            self.cards.notifier.direct(request, Announcement(Happening.APPROVED, approved_by))
 
     def _failed(self, request: KillRequest, actor: str, error: CloudError) -> Outcome:
         state = State.UNKNOWN if error.outcome_unknown else State.FAILED

@@ -121,12 +121,13 @@ class Home:
             log.warning("views_publish_failed user=%s error=%s", user_id, type(exc).__name__)
 
     def news(self, request: KillRequest, news: Announcement) -> None:
-        """Republish the home of everyone concerned: the requester, the actor, the approvers
-        and anyone who opened their home here lately. On the pool, never in the way of a
-        start or a stop."""
+        """Republish the home of everyone who opened theirs here lately: a home nobody opened
+        is built fresh when it is opened, so building it now would only cost every click
+        time. On the pool, never in the way of a start or a stop."""
         with self._lock:
-            people = {request.requester_id, news.actor_id, *request.approvers, *self._seen}
-        concerned = sorted(p for p in people if p and _USER.match(p))
+            concerned = sorted(self._seen)
+        if not concerned:
+            return
 
         def republish() -> None:
             for user_id in concerned:
