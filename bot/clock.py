@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from bot.audit import SYSTEM, entry
 from bot.outcomes import Announcement, Happening
-from bot.requests import OPEN_STATES, State, approvals_missing
+from bot.requests import OPEN_STATES, KillRequest, State, approvals_missing
 from bot.service import KillTaskService
 
 log = logging.getLogger(__name__)
@@ -69,22 +69,23 @@ class Clock:
 
     def _expire(self, now: float) -> None:
         for request in self.store.due_to_expire(now):
-            moved = self.store.move(
-                request.id, State.EXPIRED, audit=[entry(request, SYSTEM, "expire", "expired")]
-            )
-            if moved is not None:
-                self.service.cards.sync(moved)
-                self.service.notifier.announce(moved, Announcement(Happening.EXPIRED))
+            self._end(request, State.EXPIRED, "expire", "expired", Happening.EXPIRED)
 
     def _finish(self, now: float) -> None:
         for request in self.store.due_to_finish(now):
-            moved = self.store.move(
-                request.id, State.FINISHED, audit=[entry(request, SYSTEM, "finish", "finished")]
-            )
+            moved = self._end(request, State.FINISHED, "finish", "finished", Happening.FINISHED)
             if moved is not None:
-                self.service.cards.sync(moved)
-                self.service.notifier.announce(moved, Announcement(Happening.FINISHED))
                 self.service.effects.finish(moved, Happening.FINISHED)
+
+    def _end(
+        self, request: KillRequest, to: State, action: str, outcome: str, what: Happening
+    ) -> KillRequest | None:
+        """A move nobody clicked; the replica that wins it shows it on the card and thread."""
+        moved = self.store.move(request.id, to, audit=[entry(request, SYSTEM, action, outcome)])
+        if moved is not None:
+            self.service.cards.sync(moved)
+            self.service.notifier.announce(moved, Announcement(what))
+        return moved
 
     def _sample(self, now: float) -> None:
         """A running task's effect, read by one replica per task and period."""

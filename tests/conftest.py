@@ -7,8 +7,10 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -236,6 +238,18 @@ class Driver:
 @pytest.fixture
 def driver(bot: BotProcess, slack: FakeSlack, dbbrain: DbbrainEmulator) -> Driver:
     return Driver(bot, slack, dbbrain)
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
+    """Poll `check` until it gives something true (returned), or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 def card_text(message: dict) -> str:

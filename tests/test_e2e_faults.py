@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from tests.conftest import (
     free_port,
     new_instance,
     start_bot,
+    wait_until,
 )
 
 pytestmark = pytest.mark.e2e
@@ -52,17 +52,6 @@ def drop_scripts(*fakes: FakeSlack | DbbrainEmulator) -> None:
     for fake in fakes:
         with fake._cond:
             fake._scripts.clear()
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def query(bot: BotProcess, sql: str, *params: object) -> list[dict[str, Any]]:

@@ -8,10 +8,8 @@ import json
 import os
 import signal
 import sqlite3
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from tests.conftest import (
     card_text,
     new_instance,
     start_bot,
+    wait_until,
 )
 
 pytestmark = pytest.mark.e2e
@@ -42,17 +41,6 @@ def get(url: str) -> tuple[int, str]:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def row(bot: BotProcess, request_id: int) -> dict[str, Any]:
