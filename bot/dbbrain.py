@@ -259,6 +259,8 @@ class DbbrainGateway:
         raise last
 
     def _where(self, action: str, params: dict[str, object]) -> Location:
+        # The lookup for a start or a stop is part of it: it must not wait behind reads.
+        self._local.for_urgent = not action.startswith("Describe")
         try:
             named = params.get("InstanceId") or (params.get("InstanceIds") or [""])[0]
             return self._locate(str(named), str(params.get("Product") or "mysql"))
@@ -268,6 +270,8 @@ class DbbrainGateway:
             if exc.action == "DescribeDiagDBInstances":
                 exc.action = action  # the lookup failed, so `action` was never sent
             raise
+        finally:
+            self._local.for_urgent = False
 
     def _send(
         self, action: str, request: object, where: Location, quick: bool = False,
@@ -276,7 +280,7 @@ class DbbrainGateway:
         """One try: wait for the rate limiter, then call; both are timed for /metrics. Without
         `wait`, a call that finds no free slot is not sent (CloudError ReadBudgetInUse)."""
         # DBbrain's reads are all Describe*; everything else stops or starts a task.
-        urgent = not action.startswith("Describe")
+        urgent = not action.startswith("Describe") or getattr(self._local, "for_urgent", False)
         asked = time.perf_counter()
         if not self._limiter.acquire(urgent=urgent, wait=wait):
             raise CloudError(

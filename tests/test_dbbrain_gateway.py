@@ -648,3 +648,26 @@ def test_a_lookup_before_the_ack_never_waits_for_a_read_slot(emulator: DbbrainEm
         gw.list_instances(DEFAULT_ACCOUNTS[0], "mysql", ["cdb-abc12345"], quick=True)
     assert raised.value.code == "ReadBudgetInUse"
     assert emulator.calls_of("DescribeDiagDBInstances") == []
+
+
+def test_the_lookup_before_a_start_never_waits_behind_reads(emulator: DbbrainEmulator) -> None:
+    """A request filed with its region unknown is looked up before CreateKillTask: that lookup
+    is part of the start, so it takes an urgent slot while previews hold the reads' share."""
+    clock = [0.0]
+    limiter = RateLimiter(clock=lambda: clock[0], sleep=lambda s: pytest.fail("it waited"))
+    for _ in range(14):
+        limiter.acquire(urgent=False)
+    from bot.estate import DEFAULT_ACCOUNTS, Location
+
+    looked: list[str] = []
+
+    def locate(instance_id: str, product: str) -> Location:
+        looked.append(instance_id)
+        gw.list_instances(DEFAULT_ACCOUNTS[0], product, [instance_id])
+        return Location(DEFAULT_ACCOUNTS[0], "ap-guangzhou")
+
+    gw = gateway(emulator.endpoint, limiter=limiter, locate=locate)
+    spec = new_spec(user="app")
+    gw.create_kill_task(spec)
+    assert looked == [spec.instance_id]
+    assert len(emulator.calls_of("CreateKillTask")) == 1
