@@ -54,43 +54,31 @@ class EffectRows(CardRows):
                     request_id=request_id, at=at, matching=matching, total=total
                 )
             )
-            row = conn.execute(
-                select(kill_requests.c.effect).where(kill_requests.c.id == request_id)
-            ).first()
-            if row is None:
-                return None
-            effect = json.loads(row[0]) if row[0] else {}
-            effect = next_effect(effect, at, matching, total, truncated)
-            conn.execute(
-                update(kill_requests)
-                .where(kill_requests.c.id == request_id)
-                .values(
-                    effect=json.dumps(effect),
-                    card_rev=kill_requests.c.card_rev + 1,
-                    card_behind=True,
-                )
+            return self._change_effect(
+                conn, request_id, lambda old: next_effect(old, at, matching, total, truncated)
             )
-            return self._get(conn, request_id)
 
     def note_sample_failure(self, request_id: int, error: str) -> KillRequest | None:
         """A sample could not be read: the card says so, beside the last numbers it has."""
         with self._writing() as conn:
-            row = conn.execute(
-                select(kill_requests.c.effect).where(kill_requests.c.id == request_id)
-            ).first()
-            if row is None:
-                return None
-            effect = {**(json.loads(row[0]) if row[0] else {}), "error": error[:300]}
-            conn.execute(
-                update(kill_requests)
-                .where(kill_requests.c.id == request_id)
-                .values(
-                    effect=json.dumps(effect),
-                    card_rev=kill_requests.c.card_rev + 1,
-                    card_behind=True,
-                )
+            return self._change_effect(conn, request_id, lambda old: {**old, "error": error[:300]})
+
+    def _change_effect(self, conn, request_id: int, change) -> KillRequest | None:  # type: ignore[no-untyped-def]
+        """Rewrite the card's effect summary in this transaction, and bump the card."""
+        row = conn.execute(
+            select(kill_requests.c.effect).where(kill_requests.c.id == request_id)
+        ).first()
+        if row is None:
+            return None
+        effect = change(json.loads(row[0]) if row[0] else {})
+        conn.execute(
+            update(kill_requests)
+            .where(kill_requests.c.id == request_id)
+            .values(
+                effect=json.dumps(effect), card_rev=kill_requests.c.card_rev + 1, card_behind=True
             )
-            return self._get(conn, request_id)
+        )
+        return self._get(conn, request_id)
 
     def samples(self, request_id: int) -> list[tuple[float, int, int]]:
         """Every sample of a task, oldest first: (time, matching, total)."""
