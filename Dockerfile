@@ -10,9 +10,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    MPLCONFIGDIR=/tmp/matplotlib
-# (matplotlib keeps its font cache in MPLCONFIGDIR: /tmp is the one writable place at run time)
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
 

@@ -76,8 +76,15 @@ def header(k: Knobs, commit: str, began: datetime.datetime, took: float, loads: 
         f"commit {commit}; took {took / 60:.1f} min. Load average before/after: "
         f"{loads[0]:.2f} / {loads[1]:.2f}. Made by `make bench` (`python -m bench`); the knobs "
         f"and their environment variables are in `bench/config.py`. Parts run: "
-        f"{', '.join(s for s in STEPS if s in k.only)}.\n"
+        f"{', '.join(s for s in STEPS if s in k.only)}. Bare Bolt: {BASELINE_MODE}.\n"
     )
+
+
+BASELINE_MODE = (
+    "its listeners inline, as the bot's (BENCH_BASELINE_INLINE=1)"
+    if os.environ.get("BENCH_BASELINE_INLINE") == "1"
+    else "Bolt's default, a listener thread whose ack the request's thread looks for every 10 ms"
+)
 
 
 def report(h: Harness, head: str) -> tuple[str, bool]:

@@ -30,6 +30,9 @@ def bare_app(signing_secret: str, slack_api_url: str) -> App:
         signing_secret=signing_secret,
         listener_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="slack-listener"),
         token_verification_enabled=False,
+        # Bolt's default: the listener runs on a thread of Bolt's, which the request's thread
+        # polls for the ack every 10 ms. BENCH_BASELINE_INLINE=1 runs it inline, as the bot does.
+        process_before_response=os.environ.get("BENCH_BASELINE_INLINE") == "1",
     )
 
     def only_ack(ack: Ack) -> None:
@@ -62,7 +65,7 @@ def main() -> None:
     settings = SimpleNamespace(
         host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "3000"))
     )
-    _Baseline(settings, None).run()  # type: ignore[arg-type]
+    _Baseline(settings, None, lambda: None).run()  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ Each knob has an environment variable, so a smoke run can make everything tiny:
                         (postgresql://postgres@127.0.0.1:5432/test); unreachable: skipped, said
   BENCH_ONLY            some of: acks, steady, burst, single, health, crash, stop, rate, growth
   BENCH_OUT             where the markdown goes (docs/benchmarks.md)
+  BENCH_BASELINE_INLINE=1  bare Bolt runs its listeners inline (process_before_response), as the
+                        bot does, instead of Bolt's default (a listener thread polled every 10 ms)
   BENCH_PROFILE         a folder: py-spy records the bot's worker during each timed closed-loop
                         run (py-spy must be installed; BENCH_PROFILE_IDLE=1: idle threads too)
   BENCH_KEEP=1          keep the working folder (bot logs, SQLite files) and print its path

@@ -44,6 +44,10 @@ class Harness:
         self.policy_file.write_text(POLICY)
         self.results = Results()
         self.started: list[BotProcess] = []
+        # The estate: every instance a filing names, already in the instance list the bot
+        # caches (as after its periodic read of DBbrain's), in every database a bot runs on.
+        self.estate: list[str] = []
+        self.databases: dict[str, Database] = {}
         self.postgres: str | None = None
 
     def note(self, text: str) -> None:
@@ -70,6 +74,13 @@ class Harness:
     def start_bot(
         self, db: Database, label: str, secret_id: str = SECRET_A, **extra: str
     ) -> BotProcess:
+        self.databases[db.url] = db
+        if not db.has_schema():
+            # The bot creates it; the list goes in once it is up, before its first tick.
+            bot = self._start("bot", self.bot_env(db, secret_id, **extra), label)
+            db.seed_instances(self.estate, fresh=True)
+            return bot
+        db.seed_instances(self.estate, fresh=True)
         return self._start("bot", self.bot_env(db, secret_id, **extra), label)
 
     def start_baseline(self) -> BotProcess:
@@ -189,13 +200,15 @@ class Harness:
 
     # ------------------------------------------------------------ requests
 
-    @staticmethod
-    def commands(n: int, verb: str = "") -> list[load.Prepared]:
-        """`n` valid filings (or previews, `verb="preview"`), each on an instance of its own;
-        each is tagged with its instance."""
+    def commands(self, n: int, verb: str = "") -> list[load.Prepared]:
+        """`n` valid filings (or previews, `verb="preview"`), each on an instance of its own,
+        listed in the estate; each is tagged with its instance."""
+        named = [instance_id() for _ in range(n)]
+        self.estate += named
+        for db in self.databases.values():
+            db.seed_instances(named)
         made = []
-        for _ in range(n):
-            instance = instance_id()
+        for instance in named:
             text = f"{verb} {command_text(instance)}".strip()
             made.append(load.command(SIGNING_SECRET, text, REQUESTER, CHANNEL, tag=instance))
         return made
@@ -221,6 +234,20 @@ class Harness:
             PREVIEW_READ, instances, max(0.0, deadline - time.monotonic())
         )
         self.settle(what, ok)
+
+    def idle(self, what: str, quiet: float = 1.5, timeout: float = 60.0) -> None:
+        """Wait until DBbrain has had no call for `quiet` seconds: the work behind earlier
+        requests (their preview reads, through the rate limit) is done."""
+        deadline = time.monotonic() + timeout
+        seen, since = len(self.st.cloud_calls()), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = len(self.st.cloud_calls())
+            if now != seen:
+                seen, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+        self.settle(what, False)
 
     def settle(self, what: str, ok: bool) -> None:
         if not ok:

@@ -14,12 +14,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, insert, literal, select, text
+from sqlalchemy import create_engine, func, insert, inspect, literal, select, text, update
 from sqlalchemy.engine import Engine
 
 from bot.killtask import build_spec, split_line
 from bot.migrate import upgrade
 from bot.store import audit_log, kill_requests, make_engine
+from bot.store.tables import instances as instance_list
 
 PAST_STATES = ("finished", "expired", "rejected", "stopped", "failed")
 # Columns that newer schemas add, with the value a row whose card is up to date holds.
@@ -60,6 +61,8 @@ class Database:
         self.url = url
         self.schema = schema
         self.admin_url = admin_url
+        self.listed: set[str] = set()  # instances already in the bot's cached instance list
+        self.dropped = False
 
     @classmethod
     def sqlite(cls, folder: Path, name: str) -> Database:
@@ -99,6 +102,7 @@ class Database:
             engine.dispose()
 
     def drop(self) -> None:
+        self.dropped = True
         if self.schema and self.admin_url:
             admin = create_engine(self.admin_url)
             try:
@@ -129,6 +133,38 @@ class Database:
                 )
         finally:
             engine.dispose()
+
+    def has_schema(self) -> bool:
+        engine = self.engine()
+        try:
+            return inspect(engine).has_table(instance_list.name)
+        finally:
+            engine.dispose()
+
+    def seed_instances(self, ids: list[str], fresh: bool = False) -> None:
+        """Put instances in the bot's cached instance list, as its periodic read of DBbrain's
+        list would have: in an estate, the instance a person files for is already listed.
+        `fresh`: the whole list was read just now (so a bot starting does not read it again)."""
+        new = [i for i in dict.fromkeys(ids) if i not in self.listed]
+        if self.dropped or not (new or fresh):
+            return
+        now = time.time()
+        rows = [
+            {"instance_id": i, "name": i, "region": "ap-guangzhou", "product": "mysql",
+             "health_score": 100, "event_count": 0, "account": "default", "fetched_at": now}
+            for i in new
+        ]  # fmt: skip
+        engine = self.engine()
+        try:
+            if fresh and self.listed:
+                with engine.begin() as conn:
+                    conn.execute(update(instance_list).values(fetched_at=now))
+            for start in range(0, len(rows), BATCH):
+                with engine.begin() as conn:
+                    conn.execute(insert(instance_list), rows[start : start + BATCH])
+        finally:
+            engine.dispose()
+        self.listed.update(new)
 
     def count_requests(self) -> int:
         engine = self.engine()
@@ -254,9 +290,10 @@ class Database:
                     found = conn.execute(returning, [up_to_date(row) for row in rows]).all()
                 made += [Pending(int(i), inst, channel, ts) for i, inst, ts in found]
             made.sort(key=lambda p: p.request_id)
-            return made
         finally:
             engine.dispose()
+        self.seed_instances(instances)  # each was looked up when it was filed
+        return made
 
 
 def store_timings(url: str, pending: Pending, repeat: int = 20) -> dict[str, float | None]:

@@ -12,7 +12,7 @@ from dotenv import load_dotenv
 
 from bot.config import Settings, SettingsError, load_settings
 from bot.logs import configure_logging
-from bot.policy import Policy, PolicyError, load_policy
+from bot.policy import Policy, PolicyError, load_policy, policy_hash
 
 log = logging.getLogger("bot")
 
@@ -101,20 +101,25 @@ def main() -> None:
         fail([f"policy {settings.policy_file}: {exc}"])
         return
     configure_logging(settings)
-    check_slack_token(settings)
-    prepare_database(settings.database_url.reveal(), settings.migrate_on_start)
-    from bot.app import policy_hash
-
     log.info(
         "policy_loaded file=%s hash=%s", settings.policy_file, policy_hash(settings.policy_file)
     )
     if settings.socket_mode:
+        prepare(settings)
         serve_socket_mode(settings, policy)
     else:
         log.info("started mode=http port=%s policy=%s", settings.port, settings.policy_file)
         from bot.server import serve
 
-        serve(settings, policy)
+        # In HTTP mode the worker prepares: gunicorn's master then holds neither Slack's SDK
+        # nor SQLAlchemy, which would otherwise sit in memory twice.
+        serve(settings, policy, lambda: prepare(settings))
+
+
+def prepare(settings: Settings) -> None:
+    """The checks before serving; each failure ends the start with one clear line."""
+    check_slack_token(settings)
+    prepare_database(settings.database_url.reveal(), settings.migrate_on_start)
 
 
 def needs_static_keys() -> bool:

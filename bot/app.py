@@ -6,13 +6,11 @@ comes after the ack, and the clock (bot.clock) runs on threads of the same proce
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -26,7 +24,7 @@ from bot.credentials import Credentials
 from bot.dbbrain import RATE_WINDOW, AllLimits, DbbrainGateway, RateLimiter, split_endpoint
 from bot.estate import Estate
 from bot.health import Readiness
-from bot.policy import Policy, PolicyError, load_policy
+from bot.policy import Policy, PolicyError, load_policy, policy_hash
 from bot.service import KillTaskService
 from bot.slack.adapters import SlackMembership, SlackNotifier
 from bot.slack.handlers import Handlers
@@ -69,14 +67,6 @@ class Bot:
         self.service.policy = policy
         log.info("policy_loaded file=%s hash=%s", self.policy_file, policy_hash(self.policy_file))
         return True
-
-
-def policy_hash(path: str) -> str:
-    """A short fingerprint of the policy file, so each replica's log says which it runs."""
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
-    except OSError:
-        return "unreadable"
 
 
 def web_client(settings: Settings, timeout: int = 10) -> WebClient:
@@ -145,10 +135,14 @@ def build_bot(settings: Settings, policy: Policy) -> Bot:
         # (bot.slack.verify); Socket Mode has none. Bolt's own check would also log the whole
         # body of a forged request.
         request_verification_enabled=False,
+        # Each handler acks, hands what follows to bot.background and returns: the answer goes
+        # out as the handler returns. (Otherwise Bolt runs the handler on a thread of its own
+        # and looks for the ack every 10 ms, which rounds every ack up to the next 10 ms.)
+        process_before_response=True,
     )
     background = Background()
     register(
-        app, Handlers(service, notifier, background), Picking(service, notifier),
+        app, Handlers(service, notifier, background), Picking(service, notifier, background),
         Home(service, notifier, background),
     )  # fmt: skip
     clock = Clock(

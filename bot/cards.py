@@ -82,13 +82,12 @@ class Cards:
         self.sync(request)
         return request, preview
 
-    def refresh_preview_if_free(self, request: KillRequest) -> tuple[KillRequest, Preview | None]:
+    def reread_if_free(self, request: KillRequest) -> tuple[KillRequest, Preview | None]:
         """Read again only if a read slot is free right now: a start must not wait behind a
-        flood of previews. None when it was not read (the last preview stays on the card)."""
+        flood of previews. None when it was not read (the last preview stays on the card).
+        Stored, not shown: the start's own card update shows it."""
         try:
             preview = self.read_preview(request.spec, wait=False)
         except CloudError:
             return request, None
-        request = self.store.set_preview(request.id, preview.to_dict()) or request
-        self.sync(request)
-        return request, preview
+        return self.store.set_preview(request.id, preview.to_dict()) or request, preview

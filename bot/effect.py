@@ -1,10 +1,10 @@
 """The effect of a running kill task: samples while it runs, and a summary when it ends.
 
 DBbrain reports no kill count for a kill task, so the bot reads the matching sessions itself:
-at the start (the preview read just before), every `effect.sample_seconds` while it runs (one
-replica per task, by a claim in the store), and once more when it ends. The reads are
-Describe* calls, held by the rate limiter to the reads' share, so they never delay a start or
-a stop.
+at the start (the card's preview, read again first when older than a sample period), every
+`effect.sample_seconds` while it runs (one replica per task, by a claim in the store), and once
+more when it ends. The reads are Describe* calls, held by the rate limiter to the reads'
+share, so they never delay a start or a stop.
 """
 
 from __future__ import annotations
@@ -107,6 +107,6 @@ def summarize_effect(
 
 
 def _draw(request: KillRequest, samples: Samples) -> bytes:
-    from bot.chart import draw  # matplotlib loads only when a chart is drawn
+    from bot.chart import draw  # Pillow loads only when a chart is drawn
 
     return draw(samples, f"Request #{request.id} · {request.spec.instance_id}")

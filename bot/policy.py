@@ -8,6 +8,7 @@ passed in, so this module stays free of Slack.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -279,3 +280,11 @@ def _parse_role(name: str, data: object) -> Role:
         products=frozenset(products),
         max_duration=max_duration,
     )
+
+
+def policy_hash(path: str) -> str:
+    """A short fingerprint of the policy file, so each replica's log says which it runs."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    except OSError:
+        return "unreadable"

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gunicorn.app.base import BaseApplication
@@ -47,6 +48,11 @@ def wsgi_app(bot: Bot, signing_secret: str) -> WsgiApp:
 
 
 class _Arbiter(Arbiter):
+    # The worker checks Slack's token and the database before it serves (bot.__main__); when it
+    # cannot start, it exits 2 after saying why, and the master stops with the same status
+    # instead of starting it again and again.
+    WORKER_BOOT_ERROR = 2
+
     def handle_hup(self) -> None:
         """Pass SIGHUP to the worker, which re-reads the policy; restart nothing."""
         self.log.info("Passing SIGHUP to the worker: reloading the policy")
@@ -66,9 +72,10 @@ class _Log(GunicornLogger):
 
 
 class _Server(BaseApplication):
-    def __init__(self, settings: Settings, policy: Policy):
+    def __init__(self, settings: Settings, policy: Policy, prepare: Callable[[], None]):
         self.settings = settings
         self.policy = policy
+        self.prepare = prepare  # run in the worker: the master never loads what it needs
         self.bot: Bot | None = None
         super().__init__()
 
@@ -96,6 +103,7 @@ class _Server(BaseApplication):
 
     def load(self):  # type: ignore[no-untyped-def]
         # Built in the worker, after the fork, so its threads and connections live there.
+        self.prepare()
         from bot.app import build_bot
 
         bot = self.bot = build_bot(self.settings, self.policy)
@@ -115,5 +123,6 @@ class _Server(BaseApplication):
         _Arbiter(self).run()
 
 
-def serve(settings: Settings, policy: Policy) -> None:
-    _Server(settings, policy).run()
+def serve(settings: Settings, policy: Policy, prepare: Callable[[], None]) -> None:
+    """Serve HTTP; `prepare` (the start-up checks) runs in the worker, before the bot."""
+    _Server(settings, policy, prepare).run()

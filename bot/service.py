@@ -64,7 +64,10 @@ class KillTaskService:
         oneshot = OneShot(
             store, cloud, self.cards, self.reader, policy_now, self.access.may_kill_all, clock
         )
-        self.starter = Starter(store, cloud, self.cards, clock, process_id, oneshot=oneshot)
+        self.starter = Starter(
+            store, cloud, self.cards, clock, process_id, oneshot=oneshot,
+            fresh_for=lambda: self.policy.sample_seconds,
+        )  # fmt: skip
         self.stopper = Stopper(
             store, cloud, self.cards, self.access, clock, on_end=self.effects.finish
         )

@@ -22,9 +22,12 @@ from bot.store import Store
 class Starter:
     def __init__(  # type: ignore[no-untyped-def]
         self, store: Store, cloud: Cloud, cards: Cards, clock: Callable[[], float], owner: str,
-        oneshot=None,
+        oneshot=None, fresh_for: Callable[[], float] = lambda: 30.0,
     ):  # fmt: skip
         self.oneshot = oneshot  # bot.oneshot.OneShot: a one-shot kill's path after the claim
+        # Seconds a stored preview still serves as the task's first sample (the effect's own
+        # sample period): within it, nothing is read before the start.
+        self.fresh_for = fresh_for
         self.store = store
         self.cloud = cloud
         self.cards = cards
@@ -34,15 +37,16 @@ class Starter:
     def start(
         self, request: KillRequest, preview: Preview | None = None, approved_by: str | None = None
     ) -> Outcome:
-        """Claim the request and, if this call won, create the task. What the approvers
-        approved is read again first (unless it was just read, or no read slot is free).
+        """Claim the request and, if this call won, create the task. The sessions are read
+        again first only when the card's preview is older than one sample period (and a read
+        slot is free): the kill waits for no Slack call and, mostly, for no read.
         `approved_by`: the requester hears of the approval, once the call is on its way."""
         actor = request.decided_by or request.requester_id
         if request.spec.once and self.oneshot is not None:
             self._tell_approved(request, approved_by)
             return self._start_once(request, actor)
         if preview is None:
-            request, preview = self.cards.refresh_preview_if_free(request)
+            request, preview = self._baseline(request)
         sending = entry(
             request, actor, "create_kill_task", "sending", detail=str(request.spec.cloud_params())
         )
@@ -78,6 +82,13 @@ class Starter:
             ),
         )
         return Outcome(True, f"Kill task for request #{running.id} is running.", running)
+
+    def _baseline(self, request: KillRequest) -> tuple[KillRequest, Preview | None]:
+        """What the task's effect is measured from: the card's preview while it is fresh."""
+        stored = Preview.from_dict(request.preview) if request.preview else None
+        if stored and not stored.error and self.clock() - stored.read_at < self.fresh_for():
+            return request, stored
+        return self.cards.reread_if_free(request)
 
     def _start_once(self, request: KillRequest, actor: str) -> Outcome:
         """A one-shot kill: the same claim, so its Commit is sent by one process, once."""

@@ -16,6 +16,7 @@ from tests.conftest import (
     buttons,
     card_text,
     new_instance,
+    wait_until,
 )
 
 pytestmark = pytest.mark.e2e
@@ -167,3 +168,35 @@ def test_break_glass_skips_approval_and_says_so(driver: Driver) -> None:
         )
         == 1
     )
+
+
+def test_an_approval_with_a_fresh_preview_sends_the_kill_without_reading_again(
+    driver: Driver,
+) -> None:
+    """The card's preview is seconds old (younger than a sample period): CreateKillTask goes
+    straight after the click, and the task's first sample is that preview."""
+    instance = new_instance()
+    session = {"ID": "71", "User": "app", "Host": "10.0.0.9:4000", "DB": "orders",
+               "State": "executing", "Command": "Query", "Time": "12"}  # fmt: skip
+    driver.dbbrain.set_process_list(instance, [session, {**session, "ID": "72"}])
+    card = driver.file(instance, "duration=10m user=app")
+    wait_until(
+        lambda: (
+            "2 sessions match right now"
+            in card_text(driver.slack.message(card.channel, card.ts) or {})
+        ),
+        "the filing's preview",
+    )
+
+    def about_it(call) -> bool:  # type: ignore[no-untyped-def]
+        return call.params.get("InstanceId") == instance
+
+    reads_before = len([c for c in driver.dbbrain.calls_of("DescribeMySqlProcessList")
+                        if about_it(c)])  # fmt: skip
+    driver.click("approve", card, APPROVER)
+    running = card_text(driver.wait_card(card, "Running"))
+    calls = [c for c in driver.dbbrain.calls if about_it(c)]
+    create = next(i for i, c in enumerate(calls) if c.action == "CreateKillTask")
+    reads = [c for c in calls[:create] if c.action == "DescribeMySqlProcessList"]
+    assert len(reads) == reads_before  # nothing was read between the click and the kill
+    assert "(2 when it started" in running

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sqlite3
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -101,7 +102,8 @@ def test_a_filing_acked_just_before_a_crash_gets_exactly_one_card(
 def test_an_approval_acked_just_before_a_crash_starts_exactly_once(
     tmp_path: Path, slack: FakeSlack, dbbrain: DbbrainEmulator
 ) -> None:
-    bot = start_bot(tmp_path, slack, dbbrain)
+    # A preview older than one sample period is read again before the start.
+    bot = start_bot(tmp_path, slack, dbbrain, POLICY + "effect:\n  sample_seconds: 0.2\n")
     instance = new_instance()
     try:
         driver = Driver(bot, slack, dbbrain)
@@ -110,6 +112,7 @@ def test_an_approval_acked_just_before_a_crash_starts_exactly_once(
             lambda: "Live preview" in card_text(slack.message(card.channel, card.ts) or {}),
             "the filing's preview",
         )
+        time.sleep(0.3)  # the preview is now older than a sample period
         # The approval is stored before the ack; the re-read after it is slow, so the crash
         # lands after the ack and before CreateKillTask.
         dbbrain.script("DescribeMySqlProcessList", {"delay": 3})

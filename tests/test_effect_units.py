@@ -156,20 +156,30 @@ _POLICY = {
 }
 
 
-def test_matplotlib_loads_only_when_a_chart_is_drawn() -> None:
+def test_pillow_loads_only_when_a_chart_is_drawn() -> None:
     import json
     import subprocess
     import sys
 
     from tests.test_layering import ROOT, loaded_by
 
-    assert not {"matplotlib", "numpy"} & loaded_by("bot.app")
+    assert "PIL" not in loaded_by("bot.app")
     code = (
         "import sys, json; from bot.chart import draw; png = draw([(0, 1, 2), (60, 0, 2)], 't'); "
-        "print(json.dumps([png[:8].hex(), 'matplotlib' in sys.modules]))"
+        "print(json.dumps([png[:8].hex(), 'PIL' in sys.modules, len(png)]))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, check=True)
-    assert json.loads(out.stdout) == ["89504e470d0a1a0a", True]
+    magic, loaded, size = json.loads(out.stdout)
+    assert (magic, loaded) == ("89504e470d0a1a0a", True) and size > 1000
+
+
+def test_chart_axes_are_round_numbers_that_cover_the_data() -> None:
+    from bot.chart import nice_ticks
+
+    assert nice_ticks(6) == [0, 2, 4, 6]
+    assert nice_ticks(137) == [0, 50, 100, 150]
+    assert nice_ticks(1) == pytest.approx([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert nice_ticks(1001)[-1] >= 1001 and len(nice_ticks(1001)) <= 7
 
 
 def test_a_one_shot_cut_off_mid_kill_is_given_up_never_resent(world: World) -> None:  # noqa: F811

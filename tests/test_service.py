@@ -322,12 +322,37 @@ def test_one_approval_takes_few_transactions(world: World) -> None:
 def test_a_start_never_waits_for_a_read_slot(world: World) -> None:
     world.service.policy = parse_policy({**POLICY, "approval": {"required": 1}})
     request = world.file()
+    world.clock.now += 31  # the card's preview is older than a sample period: read if free
     world.cloud.reads_busy = True
     started = world.approve("U0A1", request.id)
     assert started.request.state is State.RUNNING and len(world.cloud.created) == 1
     news = [n for _, n in world.notifier.replies if n.what == "started"]
     assert len(news) == 1 and news[0].preview is None  # "could not be read just before"
     assert world.store.get(request.id).preview is not None  # the filing's preview stays
+
+
+def test_a_fresh_preview_is_the_start_s_first_sample_and_nothing_is_read(world: World) -> None:
+    world.service.policy = parse_policy({**POLICY, "approval": {"required": 1}})
+    world.cloud.sessions = [{"ID": "7", "User": "app", "Command": "Query", "Time": "3"}]
+    request = world.file()
+    world.cloud.sessions = []  # were it read again now, nothing would match
+    world.clock.now += 29  # within one sample period (30 s)
+    world.approve("U0A1", request.id)
+    (news,) = [n for _, n in world.notifier.replies if n.what == "started"]
+    assert news.preview is not None and news.preview.matched == 1
+    assert world.store.get(request.id).effect["start"] == 1
+
+
+def test_an_old_preview_is_read_again_before_the_start(world: World) -> None:
+    world.service.policy = parse_policy({**POLICY, "approval": {"required": 1}})
+    world.cloud.sessions = [{"ID": "7", "User": "app", "Command": "Query", "Time": "3"}]
+    request = world.file()
+    world.cloud.sessions = []
+    world.clock.now += 31
+    world.approve("U0A1", request.id)
+    (news,) = [n for _, n in world.notifier.replies if n.what == "started"]
+    assert news.preview is not None and news.preview.matched == 0
+    assert world.store.get(request.id).effect["start"] == 0
 
 
 NOTIFYING = {**POLICY, "approval": {**POLICY["approval"], "notify": ["S0DBA"]}}

@@ -103,7 +103,9 @@ class Handlers:
             _reply(ack, messages.help_text())
         elif line.verb == "modal":
             ack()
-            self._open_modal(client, body["trigger_id"], channel_id, tell)
+            trigger_id = body["trigger_id"]
+            opening = lambda: self._open_modal(client, trigger_id, channel_id, tell)  # noqa: E731
+            self._later("modal", opening, tell, lane="slack")
         elif line.verb == "list":
             ack()
             self._later("list", lambda: self._list(user_id, channel_id, tell), tell)
@@ -114,7 +116,7 @@ class Handlers:
 
     def _open_modal(
         self, client: WebClient, trigger_id: str, channel_id: str, tell: Callable[[str], None]
-    ) -> None:
+    ) -> Outcome | None:
         try:
             client.views_open(trigger_id=trigger_id, view=modal.modal(channel_id))
         except Exception as exc:

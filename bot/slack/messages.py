@@ -48,7 +48,8 @@ def announcement(request: KillRequest, news: Announcement) -> str:
             return f"{who} approved. Waiting for {news.missing} more approval(s){_from(news)}."
         case Happening.STARTED:
             how = "used break-glass and started" if request.break_glass else "approved; started"
-            return f":white_check_mark: {who} {how} the kill task{_seen(news.preview)}.{rid}"
+            seen = _seen(news.preview, request.started_at)
+            return f":white_check_mark: {who} {how} the kill task{seen}.{rid}"
         case Happening.START_FAILED:
             title = "Outcome unknown" if news.outcome_unknown else "Failed"
             after = f" after {who}'s approval" if news.actor_id else ""
@@ -159,12 +160,14 @@ def direct(request: KillRequest, news: Announcement, link: str | None) -> str:
     )
 
 
-def _seen(preview: Preview | None) -> str:
+def _seen(preview: Preview | None, started_at: float | None) -> str:
     if preview is None or preview.error:
         return " (the live preview could not be read just before)"
     more = "+" if preview.truncated else ""
     noun = "session" if preview.matched == 1 else "sessions"
-    return f" with {preview.matched}{more} matching {noun} seen just before"
+    age = max((started_at or preview.read_at) - preview.read_at, 0.0)
+    when = "just before" if age < 2 else f"{age:.0f} s before"
+    return f" with {preview.matched}{more} matching {noun} seen {when}"
 
 
 def card_problem(request: KillRequest, card: CardPost) -> str | None:

@@ -9,6 +9,7 @@ from slack_bolt import Ack
 from slack_sdk import WebClient
 
 from bot import metrics
+from bot.background import Background
 from bot.estate import InstanceInfo, instance_ids_in
 from bot.service import KillTaskService
 from bot.slack import modal
@@ -32,9 +33,10 @@ def instance_option(info: InstanceInfo) -> dict:
 
 
 class Picking:
-    def __init__(self, service: KillTaskService, notifier: SlackNotifier):
+    def __init__(self, service: KillTaskService, notifier: SlackNotifier, background: Background):
         self.service = service
         self.notifier = notifier
+        self.background = background  # the form opens after the ack, not before it
 
     def instance_options(self, ack: Ack, body: dict) -> None:
         """Answered from the cached list, so well inside Slack's 3 s."""
@@ -58,13 +60,21 @@ class Picking:
         found = instance_ids_in(str(message.get("text") or ""))
         thread_ts = message.get("thread_ts") or message.get("ts") or body.get("message_ts")
         view = modal.modal(channel_id, found[0] if found else None, thread_ts)
-        try:
-            client.views_open(trigger_id=body["trigger_id"], view=view)
-        except Exception as exc:
+        trigger_id, response_url = body["trigger_id"], body.get("response_url")
+
+        def not_opened(exc: BaseException) -> None:
             log.warning("views_open_failed error=%s", type(exc).__name__)
             self.notifier.tell(
-                channel_id,
-                user_id,
+                channel_id, user_id,
                 "Slack did not open the form just now; try the shortcut again in a moment.",
-                body.get("response_url"),
-            )
+                response_url,
+            )  # fmt: skip
+
+        def opening() -> None:
+            try:
+                client.views_open(trigger_id=trigger_id, view=view)
+            except Exception as exc:
+                not_opened(exc)
+
+        if not self.background.submit(opening, not_opened, "modal", lane="slack"):
+            not_opened(RuntimeError("the bot is busy"))
