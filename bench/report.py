@@ -12,12 +12,6 @@ def ms(seconds: float | None) -> str:
     return f"{seconds * 1000:.1f}"
 
 
-def num(value: float | None, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:,.{digits}f}"
-
-
 def mb(kb: int | None) -> str:
     return "–" if kb is None else f"{kb / 1024:.1f}"
 

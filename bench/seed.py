@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, insert, inspect, literal, select, text, update
+from sqlalchemy import create_engine, insert, inspect, literal, select, text, update
 from sqlalchemy.engine import Engine
 
 from bot.killtask import build_spec, split_line
@@ -165,15 +165,6 @@ class Database:
         finally:
             engine.dispose()
         self.listed.update(new)
-
-    def count_requests(self) -> int:
-        engine = self.engine()
-        try:
-            with engine.connect() as conn:
-                query = select(func.count()).select_from(kill_requests)
-                return int(conn.execute(query).scalar_one())
-        finally:
-            engine.dispose()
 
     def states(self, instances: list[str]) -> dict[str, str]:
         """The state of the newest request on each of `instances` that has one."""

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from slack_bolt import App
@@ -141,6 +142,13 @@ def build_bot(settings: Settings, policy: Policy) -> Bot:
         process_before_response=True,
     )
     background = Background()
+
+    def beside(job: Callable[[], None]) -> None:
+        """A card update that need not hold anything up ("starting", beside CreateKillTask).
+        Dropped or failed, it leaves the card marked behind, and the clock catches it up."""
+        background.submit(job, lambda _exc: None, "card_update", "slack")
+
+    service.cards.on_the_side = beside
     register(
         app, Handlers(service, notifier, background), Picking(service, notifier, background),
         Home(service, notifier, background),

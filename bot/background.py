@@ -62,9 +62,7 @@ class Background:
             self._room.release()
 
     def shutdown(self) -> None:
-        """Finish every job already taken (and what they hand on); take no new ones."""
-        for lane in ("slack", "reads", "urgent"):  # a card post may still hand on a start
-            if lane in self._pools:
-                self._pools[lane].shutdown(wait=True)
+        """Finish every job already taken (and what they hand on); take no new ones. In the
+        lanes' order: a card post (slack) may still hand on a read or a start."""
         for pool in self._pools.values():
             pool.shutdown(wait=True)

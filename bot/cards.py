@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
-from bot.cloud import CloudError
 from bot.outcomes import Announcement, CardPost, EffectSummary
 from bot.preview import Preview
 from bot.requests import KillRequest, State
@@ -41,6 +40,9 @@ class Cards:
         self.store = store
         self.notifier = notifier
         self.read_preview = read_preview
+        # Runs a card update beside the caller (the app gives it the Slack lane); inline until
+        # then. A job it drops leaves the card behind, for the clock to catch up.
+        self.on_the_side: Callable[[Callable[[], None]], None] = lambda job: job()
 
     def post(self, request: KillRequest) -> tuple[KillRequest, CardPost]:
         card = self.notifier.post_card(request)
@@ -76,18 +78,13 @@ class Cards:
         if self.notifier.update_card(request):
             self.store.mark_card_synced(request.id, request.card_rev)
 
+    def sync_soon(self, request: KillRequest) -> None:
+        """`sync`, without waiting for Slack. If it lands after a newer update, the card is
+        marked behind again and the clock sends the newest (see Store.mark_card_synced)."""
+        self.on_the_side(lambda: self.sync(request))
+
     def refresh_preview(self, request: KillRequest) -> tuple[KillRequest, Preview]:
         preview = self.read_preview(request.spec)
         request = self.store.set_preview(request.id, preview.to_dict()) or request
         self.sync(request)
         return request, preview
-
-    def reread_if_free(self, request: KillRequest) -> tuple[KillRequest, Preview | None]:
-        """Read again only if a read slot is free right now: a start must not wait behind a
-        flood of previews. None when it was not read (the last preview stays on the card).
-        Stored, not shown: the start's own card update shows it."""
-        try:
-            preview = self.read_preview(request.spec, wait=False)
-        except CloudError:
-            return request, None
-        return self.store.set_preview(request.id, preview.to_dict()) or request, preview

@@ -44,7 +44,7 @@ def draw(samples: list[tuple[float, int, int]], title: str) -> bytes:
         x, y = at(value, 0)
         pen.text((x, y + 6 * SCALE), label(value), fill=INK, font=font, anchor="mt")
     pen.line([at(0, y_end), at(0, 0), at(x_end, 0)], fill=INK, width=SCALE)
-    _series(pen, [at(m, t) for m, (_, _, t) in zip(minutes, samples, strict=True)], ALL_READ, 1)
+    _series(pen, [at(m, t) for m, (_, _, t) in zip(minutes, samples, strict=True)], ALL_READ, 1.5)
     matching = [at(m, n) for m, (_, n, _) in zip(minutes, samples, strict=True)]
     _series(pen, matching, MATCHING, 2, dots=True)
     pen.text((WIDTH * SCALE / 2, 10 * SCALE), title, fill=INK, font=big, anchor="mt")
@@ -57,9 +57,9 @@ def draw(samples: list[tuple[float, int, int]], title: str) -> bytes:
     return out.getvalue()
 
 
-def _series(pen, points, color, width: int, dots: bool = False) -> None:  # type: ignore[no-untyped-def]
+def _series(pen, points, color, width: float, dots: bool = False) -> None:  # type: ignore[no-untyped-def]
     if len(points) > 1:
-        pen.line(points, fill=color, width=width * SCALE, joint="curve")
+        pen.line(points, fill=color, width=round(width * SCALE))  # 1.5: no faint half-rows
     if dots:
         r = 3 * SCALE
         for x, y in points:
@@ -68,8 +68,8 @@ def _series(pen, points, color, width: int, dots: bool = False) -> None:  # type
 
 def _legend(pen, font) -> None:  # type: ignore[no-untyped-def]
     x, y = (WIDTH - RIGHT - 150) * SCALE, (TOP + 6) * SCALE
-    for color, width, text in ((MATCHING, 2, "matching sessions"), (ALL_READ, 1, "all read")):
-        pen.line([(x, y), (x + 18 * SCALE, y)], fill=color, width=width * SCALE)
+    for color, width, text in ((MATCHING, 2, "matching sessions"), (ALL_READ, 1.5, "all read")):
+        pen.line([(x, y), (x + 18 * SCALE, y)], fill=color, width=round(width * SCALE))
         pen.text((x + 24 * SCALE, y), text, fill=INK, font=font, anchor="lm")
         y += 16 * SCALE
 

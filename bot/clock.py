@@ -1,8 +1,9 @@
 """The clock: what no click triggers. Expiry, finish, lost starts, and finishing what a dead
 process left after an ack (a card never posted, a preview never read, an approval never started).
 
-Every replica runs it; each step is a conditional move or a claim in the store, so running it
-everywhere at once still does each thing once.
+Every replica runs it. Each step that changes a request is a conditional move or a claim in the
+store, so running it everywhere at once still does it once; reading a missing preview again or
+re-rendering a card that is behind may happen twice, which costs a call and changes nothing.
 """
 
 from __future__ import annotations

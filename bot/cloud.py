@@ -109,8 +109,8 @@ class CloudError(Exception):
         if code.startswith(("UnauthorizedOperation", "OperationDenied")):
             return (
                 "The bot's cloud account is not allowed to do this "
-                f"({code}). Its CAM policy needs dbbrain:CreateKillTask and "
-                f"dbbrain:CancelKillTask on this instance. {nothing}"
+                f"({code}). Its CAM policy needs dbbrain:{self.action} on this instance. "
+                f"{nothing}"
             )
         if code.startswith("RequestLimitExceeded"):
             return (
@@ -122,6 +122,11 @@ class CloudError(Exception):
                 "DBbrain already runs a kill task on this instance (started elsewhere, perhaps "
                 "from the console). Stop it first with `/killtask stop <instance>`, then file "
                 "again."
+            )
+        if code == "StoreUnavailable":
+            return (
+                f"The bot's database did not answer ({self.message}), so nothing was sent to "
+                f"DBbrain. {nothing} Try again in a moment."
             )
         if code == "ReadBudgetInUse":
             return (

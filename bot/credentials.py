@@ -126,11 +126,13 @@ class Credentials:
         """Ask for the keys now, so a refused AssumeRole is one clear error before any call."""
         provider = self.provider(account)
         try:
-            provider.get_credential_info()  # type: ignore[attr-defined]
+            secret_id, secret_key, _token = provider.get_credential_info()  # type: ignore[attr-defined]
         except CloudError:
             raise
-        except (TencentCloudSDKException, OSError) as exc:
+        except (TencentCloudSDKException, OSError, KeyError) as exc:
             raise _missing(account, f"its {account.kind} keys could not be read") from exc
+        if not secret_id or not secret_key:  # the CVM role's provider says so by returning None
+            raise _missing(account, f"its {account.kind} keys could not be read")
 
     def _make(self, account: Account, seen: set[str]) -> object:
         kind = account.kind

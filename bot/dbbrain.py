@@ -33,6 +33,7 @@ from bot.credentials import Credentials
 from bot.estate import DEFAULT_ACCOUNTS, Account, InstanceInfo, Location, UnknownInstance
 from bot.killtask import KillTaskSpec
 from bot.limits import RATE_PER_SECOND, RATE_WINDOW, AllLimits, Limiter, RateLimiter
+from bot.store.tables import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,20 @@ LIST_PAGE = 100
 QUICK_TIMEOUT = 2  # seconds for a lookup made before Slack's ack
 _THROTTLED = "RequestLimitExceeded"
 BUDGET_IN_USE = "ReadBudgetInUse"  # the bot's own limiter, not DBbrain: nothing was sent
+# The field every real answer of an action carries. An error reply the SDK did not recognise
+# (DBBRAIN.md: a Content-Type with a charset) comes back as a response without it.
+ANSWER_FIELD = {
+    "CreateKillTask": "Status", "CancelKillTask": "Status", "KillMySqlThreads": "Threads",
+    "DescribeMySqlProcessList": "ProcessList", "DescribeDiagDBInstances": "TotalCount",
+    "DescribeDBDiagEvents": "TotalCount",
+}  # fmt: skip
+
+
+def answered(action: str, response: object) -> bool:
+    """Whether DBbrain's reply is a real answer: Status 1 where there is a Status."""
+    field = ANSWER_FIELD[action]
+    value = getattr(response, field, None)
+    return value == 1 if field == "Status" else value is not None
 
 
 def endpoint_for(region: str, override: str | None) -> str:
@@ -235,13 +250,14 @@ class DbbrainGateway:
                 if not retry:
                     raise last from exc
                 continue
-            status = getattr(response, "Status", 1)  # reads have no Status field
-            tries.append(("ok" if status == 1 else "BadResponse", response.RequestId))
-            if status != 1:
+            ok = answered(action, response)
+            tries.append(("ok" if ok else "BadResponse", response.RequestId))
+            if not ok:
                 # e.g. an error reply the SDK did not recognise: the outcome is not certain.
+                field = ANSWER_FIELD[action]
                 raise CloudError(
                     "BadResponse",
-                    f"DBbrain answered without Status 1 (Status={status!r})",
+                    f"DBbrain's answer had no valid {field} ({getattr(response, field, None)!r})",
                     request_id=response.RequestId,
                     outcome_unknown=not idempotent,
                     attempts=attempt,
@@ -266,6 +282,8 @@ class DbbrainGateway:
             return self._locate(str(named), str(params.get("Product") or "mysql"))
         except UnknownInstance as exc:
             raise CloudError("ResourceNotFound", str(exc), action=action) from exc
+        except StoreError as exc:  # the cached instance list could not be read: nothing sent
+            raise CloudError("StoreUnavailable", str(exc), action=action) from exc
         except CloudError as exc:
             if exc.action == "DescribeDiagDBInstances":
                 exc.action = action  # the lookup failed, so `action` was never sent
@@ -282,7 +300,11 @@ class DbbrainGateway:
         # DBbrain's reads are all Describe*; everything else stops or starts a task.
         urgent = not action.startswith("Describe") or getattr(self._local, "for_urgent", False)
         asked = time.perf_counter()
-        if not self._limiter.acquire(urgent=urgent, wait=wait):
+        try:
+            free = self._limiter.acquire(urgent=urgent, wait=wait)
+        except StoreError as exc:  # the shared limit lives in the database: nothing was sent
+            raise CloudError("StoreUnavailable", str(exc), action=action) from exc
+        if not free:
             raise CloudError(
                 BUDGET_IN_USE, "other reads are using this second's share", action=action
             )
@@ -293,7 +315,7 @@ class DbbrainGateway:
         except TencentCloudSDKException as exc:
             metrics.dbbrain_call(action, exc.get_code() or "Unknown", time.perf_counter() - began)
             raise
-        code = "ok" if getattr(response, "Status", 1) == 1 else "BadResponse"
+        code = "ok" if answered(action, response) else "BadResponse"
         metrics.dbbrain_call(action, code, time.perf_counter() - began)
         return response
 

@@ -29,11 +29,9 @@ Samples = list[tuple[float, int, int]]  # (time, matching, total)
 class Effects:
     def __init__(  # type: ignore[no-untyped-def]
         self, store: Store, reader: Reader, cards: Cards, policy: Callable[[], Policy], clock,
-        draw: Callable[[KillRequest, Samples], bytes] | None = None,
     ):  # fmt: skip
         self.store, self.reader, self.cards = store, reader, cards
         self.policy, self.clock = policy, clock
-        self.draw = draw or _draw
 
     @staticmethod
     def start_effect(started: float, preview: Preview | None) -> str | None:
@@ -76,7 +74,7 @@ class Effects:
         chart = None
         if len(samples) >= 2:
             try:
-                chart = self.draw(request, samples)
+                chart = _draw(request, samples)
             except Exception:  # a chart that cannot be drawn must not lose the summary
                 log.exception("effect_chart_failed request=%s", request.id)
         self.cards.notifier.post_summary(request, summary, chart)

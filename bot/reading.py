@@ -57,11 +57,10 @@ class Reader:
             cloud_request_id=listed.request_id,
         )  # fmt: skip
 
-    def preview(self, spec: KillTaskSpec, wait: bool = True) -> Preview:
-        """The card's preview: the sessions, the lock holder, and DBbrain's diagnosis. Without
-        `wait` (the quick re-read before a start), the sessions only."""
-        preview = self.sessions(spec, wait)
-        if preview.error or not wait:
+    def preview(self, spec: KillTaskSpec) -> Preview:
+        """The card's preview: the sessions, the lock holder, and DBbrain's diagnosis."""
+        preview = self.sessions(spec)
+        if preview.error:
             return preview
         return self._with_diagnosis(spec, self._with_holder(spec, preview))
 

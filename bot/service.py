@@ -57,16 +57,16 @@ class KillTaskService:
         self.notifier = notifier
         self.clock = clock
         self.process_id = process_id
-        self.reader = Reader(cloud, lambda: self.policy, clock)
-        self.cards = Cards(store, notifier, self.read_preview)
         policy_now = lambda: self.policy  # noqa: E731 - read per use: the policy may reload
+        self.reader = Reader(cloud, policy_now, clock)
+        self.cards = Cards(store, notifier, self.read_preview)
         self.effects = Effects(store, self.reader, self.cards, policy_now, clock)
         oneshot = OneShot(
             store, cloud, self.cards, self.reader, policy_now, self.access.may_kill_all, clock
         )
         self.starter = Starter(
-            store, cloud, self.cards, clock, process_id, oneshot=oneshot,
-            fresh_for=lambda: self.policy.sample_seconds,
+            store, cloud, self.cards, self.reader, clock, process_id, oneshot,
+            fresh_for=lambda: policy_now().sample_seconds,
         )  # fmt: skip
         self.stopper = Stopper(
             store, cloud, self.cards, self.access, clock, on_end=self.effects.finish
@@ -80,11 +80,6 @@ class KillTaskService:
     def policy(self, policy: Policy) -> None:
         """A reloaded policy applies to every action that starts after this."""
         self.access.policy = policy
-
-    def precheck(
-        self, user_id: str, channel_id: str, spec: KillTaskSpec, break_glass: bool = False
-    ) -> Decision:
-        return self.access.precheck(user_id, channel_id, spec, break_glass)
 
     # ------------------------------------------------------------ file
 
@@ -294,10 +289,9 @@ class KillTaskService:
 
     # ------------------------------------------------------------ preview and list
 
-    def read_preview(self, spec: KillTaskSpec, wait: bool = True) -> Preview:
-        """What the kill task would hit now, with the lock holder and DBbrain's diagnosis.
-        Without `wait`, a read that finds the read budget in use raises CloudError."""
-        return self.reader.preview(spec, wait)
+    def read_preview(self, spec: KillTaskSpec) -> Preview:
+        """What the kill task would hit now, with the lock holder and DBbrain's diagnosis."""
+        return self.reader.preview(spec)
 
     def preview(self, user_id: str, channel_id: str, spec: KillTaskSpec) -> Outcome:
         """`/killtask preview`: the same summary as the card, filing nothing."""

@@ -15,45 +15,41 @@ from bot.cloud import Cloud, CloudError
 from bot.effect import Effects
 from bot.outcomes import Announcement, Happening, Outcome
 from bot.preview import Preview
+from bot.reading import Reader
 from bot.requests import KillRequest, State
 from bot.store import Store
 
 
 class Starter:
     def __init__(  # type: ignore[no-untyped-def]
-        self, store: Store, cloud: Cloud, cards: Cards, clock: Callable[[], float], owner: str,
-        oneshot=None, fresh_for: Callable[[], float] = lambda: 30.0,
+        self, store: Store, cloud: Cloud, cards: Cards, reader: Reader,
+        clock: Callable[[], float], owner: str, oneshot, fresh_for: Callable[[], float],
     ):  # fmt: skip
+        self.store = store
+        self.cloud = cloud
+        self.cards = cards
+        self.reader = reader
+        self.clock = clock
+        self.owner = owner  # this process, as recorded on the claim
         self.oneshot = oneshot  # bot.oneshot.OneShot: a one-shot kill's path after the claim
         # Seconds a stored preview still serves as the task's first sample (the effect's own
         # sample period): within it, nothing is read before the start.
         self.fresh_for = fresh_for
-        self.store = store
-        self.cloud = cloud
-        self.cards = cards
-        self.clock = clock
-        self.owner = owner  # this process, as recorded on the claim
 
-    def start(
-        self, request: KillRequest, preview: Preview | None = None, approved_by: str | None = None
-    ) -> Outcome:
+    def start(self, request: KillRequest, approved_by: str | None = None) -> Outcome:
         """Claim the request and, if this call won, create the task. The sessions are read
         again first only when the card's preview is older than one sample period (and a read
         slot is free): the kill waits for no Slack call and, mostly, for no read.
         `approved_by`: the requester hears of the approval, once the call is on its way."""
         actor = request.decided_by or request.requester_id
-        if request.spec.once and self.oneshot is not None:
+        if request.spec.once:
             self._tell_approved(request, approved_by)
-            return self._start_once(request, actor)
-        if preview is None:
-            request, preview = self._baseline(request)
-        sending = entry(
-            request, actor, "create_kill_task", "sending", detail=str(request.spec.cloud_params())
-        )
-        claimed = self.store.claim_start(request.id, self.owner, sending)
-        if claimed is None:
-            return closed(self.store.get(request.id) or request)
-        self.cards.sync(claimed)
+            claimed = self._claim(request, actor, "kill_mysql_threads", request.spec.to_dict())
+            return claimed if isinstance(claimed, Outcome) else self.oneshot.run(claimed, actor)
+        request, preview = self._baseline(request)
+        claimed = self._claim(request, actor, "create_kill_task", request.spec.cloud_params())
+        if isinstance(claimed, Outcome):
+            return claimed
         try:
             result = self.cloud.create_kill_task(claimed.spec)
         except CloudError as error:
@@ -65,7 +61,7 @@ class Starter:
             claimed.id, State.RUNNING, started_at=started,
             ends_at=None if claimed.spec.until_stopped else started + claimed.spec.duration,
             cloud_request_id=result.request_id, effect=Effects.start_effect(started, preview),
-            sampled_at=started,  # the first sample is the preview just read
+            sampled_at=started,  # the first sample is the baseline above
             audit=[
                 *failed_tries(claimed, actor, result.tries),
                 entry(claimed, actor, "create_kill_task", "running",
@@ -83,23 +79,30 @@ class Starter:
         )
         return Outcome(True, f"Kill task for request #{running.id} is running.", running)
 
-    def _baseline(self, request: KillRequest) -> tuple[KillRequest, Preview | None]:
-        """What the task's effect is measured from: the card's preview while it is fresh."""
-        stored = Preview.from_dict(request.preview) if request.preview else None
-        if stored and not stored.error and self.clock() - stored.read_at < self.fresh_for():
-            return request, stored
-        return self.cards.reread_if_free(request)
-
-    def _start_once(self, request: KillRequest, actor: str) -> Outcome:
-        """A one-shot kill: the same claim, so its Commit is sent by one process, once."""
-        sending = entry(
-            request, actor, "kill_mysql_threads", "sending", detail=str(request.spec.to_dict())
-        )
+    def _claim(
+        self, request: KillRequest, actor: str, action: str, detail: object
+    ) -> KillRequest | Outcome:
+        """The one conditional move (approved -> starting) that lets one process send it.
+        The card says "starting" beside the call, not before it: the kill waits for no Slack."""
+        sending = entry(request, actor, action, "sending", detail=str(detail))
         claimed = self.store.claim_start(request.id, self.owner, sending)
         if claimed is None:
             return closed(self.store.get(request.id) or request)
-        self.cards.sync(claimed)
-        return self.oneshot.run(claimed, actor)
+        self.cards.sync_soon(claimed)
+        return claimed
+
+    def _baseline(self, request: KillRequest) -> tuple[KillRequest, Preview | None]:
+        """What the task's effect is measured from: the card's preview while it is fresh;
+        otherwise the sessions read again, if a read slot is free right now (a start never
+        waits behind a flood of previews). None when neither: the card keeps its preview."""
+        stored = Preview.from_dict(request.preview) if request.preview else None
+        if stored and not stored.error and self.clock() - stored.read_at < self.fresh_for():
+            return request, stored
+        try:
+            preview = self.reader.sessions(request.spec, wait=False)
+        except CloudError:
+            return request, None
+        return self.store.set_preview(request.id, preview.to_dict()) or request, preview
 
     def _tell_approved(self, request: KillRequest, approved_by: str | None) -> None:
         if approved_by:

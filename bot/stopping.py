@@ -20,9 +20,9 @@ from bot.store import Store
 
 
 class Stopper:
-    def __init__(  # type: ignore[no-untyped-def]
+    def __init__(
         self, store: Store, cloud: Cloud, cards: Cards, access: Access,
-        clock: Callable[[], float], on_end=None,
+        clock: Callable[[], float], on_end: Callable[[KillRequest, Happening], None],
     ):  # fmt: skip
         self.on_end = on_end  # the end-of-task summary (bot.effect.Effects.finish)
         self.store = store
@@ -67,7 +67,7 @@ class Stopper:
                 Happening.STOPPED, user_id, cloud_request_id=result.request_id, reason=reason
             ),
         )
-        if self.on_end is not None and request.state is State.RUNNING:
+        if request.state is State.RUNNING:
             self.on_end(moved, Happening.STOPPED)
         return Outcome(True, f"Kill task of request #{request.id} is stopped.", moved)
 

@@ -173,10 +173,6 @@ class FakeSlack:
                 return {k: v for k, v in answer.items() if k != "_when"}
         return None
 
-    def set_usergroup(self, group_id: str, users: list[str]) -> None:
-        with self._cond:
-            self.usergroups[group_id] = list(users)
-
     # ---- message state -----------------------------------------------------------------------
 
     def message(self, channel: str, ts: str) -> dict[str, Any] | None:
@@ -517,10 +513,3 @@ class FakeSlack:
         if ack is None:
             raise AssertionError(f"no ack for {payload_type} envelope {envelope_id} in {timeout}s")
         return ack
-
-    def socket_disconnect(self, reason: str = "refresh_requested") -> None:
-        """Ask the client to reconnect, as Slack does every few hours."""
-        with self._cond:
-            conn = self._live_conn()
-        if conn is not None:
-            conn.send(json.dumps({"type": "disconnect", "reason": reason, "debug_info": {}}))

@@ -64,3 +64,17 @@ def test_the_temporary_key_is_replaced_before_it_expires() -> None:
         second = role.get_credential_info()
         assert second != first and len(sts.issued) == 2
         assert sts.calls_of("AssumeRole")[0].secret_id == "AKIDBASE"
+
+
+def test_a_provider_that_finds_no_keys_is_said_plainly_not_signed_with() -> None:
+    """The SDK's CVM role provider answers (None, None, None) when the metadata service has no
+    role for the machine; signing with that would fail as an odd TypeError mid-call."""
+    from types import SimpleNamespace
+
+    account = Account("vm", kind="cvm_role")
+    keys = Credentials(lambda: (account,), None)
+    keys._providers[account] = SimpleNamespace(get_credential_info=lambda: (None, None, None))
+    with pytest.raises(CloudError) as caught:
+        keys.check(account)
+    assert caught.value.code == "CredentialsMissing" and caught.value.action == "Credentials"
+    assert "cvm_role keys could not be read" in caught.value.explain()

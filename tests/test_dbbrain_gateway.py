@@ -671,3 +671,48 @@ def test_the_lookup_before_a_start_never_waits_behind_reads(emulator: DbbrainEmu
     gw.create_kill_task(spec)
     assert looked == [spec.instance_id]
     assert len(emulator.calls_of("CreateKillTask")) == 1
+
+
+# ---------------------------------------------------------------- answers without their data
+
+# What the SDK returns for an error reply it did not recognise (DBBRAIN.md): no data at all.
+EMPTY = {"raw": '{"Response": {"RequestId": "req-empty"}}'}
+
+
+def test_a_read_answered_without_its_data_is_an_error_not_nothing(
+    emulator: DbbrainEmulator,
+) -> None:
+    from bot.estate import DEFAULT_ACCOUNTS
+
+    gw = gateway(emulator.endpoint)
+    spec = new_spec(user="app")
+    reads = {
+        "DescribeMySqlProcessList": lambda: gw.list_sessions(spec.instance_id, "mysql", {}, 10),
+        "DescribeDiagDBInstances": lambda: gw.list_instances(DEFAULT_ACCOUNTS[0], "mysql"),
+        "DescribeDBDiagEvents": lambda: gw.diag_events(
+            spec.instance_id, "mysql", "2026-11-30 00:00:00", "2026-11-30 00:10:00"
+        ),
+    }
+    for action, read in reads.items():
+        emulator.script(action, EMPTY)
+        error = cloud_error(read)
+        assert (error.code, error.action, error.request_id) == ("BadResponse", action, "req-empty")
+
+
+def test_a_commit_answered_without_threads_is_outcome_unknown(emulator: DbbrainEmulator) -> None:
+    gw = gateway(emulator.endpoint)
+    emulator.script("KillMySqlThreads", EMPTY)
+    error = cloud_error(lambda: gw.commit_kill("cdb-abc12345", "mysql", "exec-1"))
+    assert error.code == "BadResponse" and error.outcome_unknown is True
+    assert len(emulator.calls_of("KillMySqlThreads")) == 1  # never sent again
+
+
+def test_a_database_outage_in_the_shared_limiter_sends_nothing_and_says_so(
+    emulator: DbbrainEmulator, tmp_path: Path
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'limit.db'}")  # no schema: every acquire fails
+    gw = gateway(emulator.endpoint, limiter=SharedRateLimit(engine))
+    error = cloud_error(lambda: gw.create_kill_task(new_spec(user="app")))
+    assert error.code == "StoreUnavailable" and error.outcome_unknown is False
+    assert "nothing was sent to DBbrain" in error.explain()
+    assert emulator.calls_of("CreateKillTask") == []

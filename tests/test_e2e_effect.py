@@ -9,7 +9,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from tests.conftest import (
     card_text,
     new_instance,
     start_bot,
+    wait_until,
 )
 
 pytestmark = pytest.mark.e2e
@@ -49,14 +50,6 @@ def effect_bot(
 @pytest.fixture
 def drive(effect_bot: BotProcess, slack: FakeSlack, dbbrain: DbbrainEmulator) -> Driver:
     return Driver(effect_bot, slack, dbbrain)
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return found
 
 
 def shown(driver: Driver, card: Card) -> str:

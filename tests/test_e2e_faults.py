@@ -462,6 +462,26 @@ def test_card_update_hanging_does_not_hold_the_click(driver: Driver) -> None:
     still_works(driver)
 
 
+def test_the_kill_does_not_wait_for_slack_to_show_starting(driver: Driver) -> None:
+    """Slack is slow to update the card: CreateKillTask goes out all the same, while the
+    "starting" update still hangs, and the card ends on Running."""
+    instance = new_instance()
+    card = file_settled(driver, instance)
+    driver.slack.script("chat.update", {"hang": 8.0}, when=on_card(card))
+    driver.click("approve", card, APPROVER)
+    driver.dbbrain.wait_for_arrival("CreateKillTask", instance)
+    answered = [c for c in updates_of(driver.slack, card) if c.fault and c.response is not None]
+    assert answered == []  # the kill was sent before Slack answered the slow update
+    driver.wait_card(card, "Running", timeout=20)
+    wait_until(
+        lambda: all(c.response is not None for c in updates_of(driver.slack, card)),
+        "every chat.update of this card to be answered",
+        timeout=15,
+    )
+    wait_until(lambda: driver.card_state(card) == "Running", "the card to show Running")
+    assert len(creates(driver.dbbrain, instance)) == 1
+
+
 def test_stale_card_update_landing_late_does_not_win(driver: Driver) -> None:
     """A catch-up render of an older state must not overwrite the newer card for good.
 

@@ -13,7 +13,8 @@ from bot.killtask import KillTaskSpec
 from bot.outcomes import CardPost, Outcome, Published
 from bot.requests import KillRequest, State
 from bot.slack import messages
-from bot.slack.handlers import BUSY, Handlers
+from bot.slack.handlers import Handlers
+from bot.slack.later import BUSY
 from bot.store import StoreError
 
 

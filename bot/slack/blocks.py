@@ -50,19 +50,24 @@ def _fields(*pairs: tuple[str, str]) -> dict:
     }
 
 
-def _button(label: str, action_id: str, value: str, style: str | None = None) -> dict:
-    button = {
+def button(label: str, action_id: str, value: str, style: str | None = None) -> dict:
+    made = {
         "type": "button",
         "text": text_object("plain_text", label),
         "action_id": action_id,
         "value": value,
     }
     if style:
-        button["style"] = style
-    return button
+        made["style"] = style
+    return made
 
 
-def _confirm(title: str, text: str, yes: str, style: str = "primary") -> dict:
+CONFIRM_TEXT = 300  # Slack refuses a whole message or view whose confirm text is longer
+
+
+def confirm_dialog(title: str, text: str, yes: str, style: str = "primary") -> dict:
+    if len(text) > CONFIRM_TEXT:  # long filters: cut at a word, so no entity is split
+        text = text[: CONFIRM_TEXT - 1].rsplit(" ", 1)[0] + "…"
     return {
         "title": text_object("plain_text", title),
         "text": text_object("mrkdwn", text),
@@ -221,7 +226,7 @@ def _state_blocks(request: KillRequest, requirement: Requirement) -> list[dict]:
         missing = max(0, required - len(request.approvers))
         so_far = f" Approved so far by {approved_by}." if approved_by else ""
         if missing == 0:
-            return [section(f"Approved by {approved_by}. Checking the sessions, then starting…")]
+            return [section(f"Approved by {approved_by}. Starting…")]
         how_long = (
             "once, now" if request.spec.once else f"for {describe_duration(request.spec.duration)}"
         )
@@ -245,21 +250,18 @@ def _state_blocks(request: KillRequest, requirement: Requirement) -> list[dict]:
                 "block_id": ACTIONS_BLOCK,
                 "elements": [
                     {
-                        **_button("Approve", "approve", rid, "primary"),
-                        "confirm": _confirm("Approve this kill task?", confirm_text, "Approve"),
+                        **button("Approve", "approve", rid, "primary"),
+                        "confirm": confirm_dialog(
+                            "Approve this kill task?", confirm_text, "Approve"
+                        ),
                     },
-                    _button("Reject", "reject", rid, "danger"),
-                    _button("Refresh preview", "refresh_preview", rid),
+                    button("Reject", "reject", rid, "danger"),
+                    button("Refresh preview", "refresh_preview", rid),
                 ],
             },
         ]
     if state is State.APPROVED:
-        return [
-            section(
-                f"Approved by {mention(request.decided_by)}. Reading the sessions again, "
-                "then starting…"
-            )
-        ]
+        return [section(f"Approved by {mention(request.decided_by)}. Starting…")]
     if state is State.STARTING:
         return [section(f"Approved by {mention(request.decided_by)}. Sending to DBbrain…")]
     effect = insight.effect_line(request)
@@ -282,15 +284,15 @@ def _state_blocks(request: KillRequest, requirement: Requirement) -> list[dict]:
                 "block_id": ACTIONS_BLOCK,
                 "elements": [
                     {
-                        **_button("Stop", "stop", rid, "danger"),
-                        "confirm": _confirm(
+                        **button("Stop", "stop", rid, "danger"),
+                        "confirm": confirm_dialog(
                             "Stop this kill task?",
                             f"DBbrain stops killing sessions on `{esc(request.spec.instance_id)}`.",
                             "Stop",
                             "danger",
                         ),
                     },
-                    _button("Refresh preview", "refresh_preview", rid),
+                    button("Refresh preview", "refresh_preview", rid),
                 ],
             },
         ]
@@ -307,7 +309,7 @@ def _state_blocks(request: KillRequest, requirement: Requirement) -> list[dict]:
                     "type": "actions",
                     "block_id": ACTIONS_BLOCK,
                     "elements": [
-                        _button("Stop (cancel any task on the instance)", "stop", rid, "danger")
+                        button("Stop (cancel any task on the instance)", "stop", rid, "danger")
                     ],
                 }
             )

@@ -32,6 +32,7 @@ from bot.requests import State
 from bot.service import KillTaskService
 from bot.slack import messages, modal
 from bot.slack.adapters import SlackNotifier
+from bot.slack.later import AfterAck
 from bot.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -44,15 +45,6 @@ LANES = {
     "preview": "reads", "refresh_preview": "reads",
     "stop": "urgent", "stop_instance": "urgent",
 }  # fmt: skip
-BUSY = (
-    "The bot is too busy to take this right now, so nothing was done. Try again in a few seconds."
-)
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, StoreError):
-        return str(exc)
-    return f"an unexpected {type(exc).__name__}; the bot's log has the details"
 
 
 class Handlers:
@@ -60,6 +52,7 @@ class Handlers:
         self.service = service
         self.notifier = notifier
         self.background = background
+        self.after_ack = AfterAck(background)
 
     # ------------------------------------------------------------ after the ack
 
@@ -68,17 +61,7 @@ class Handlers:
         request_id: int | None = None, always: bool = False, lane: str | None = None,
     ) -> None:  # fmt: skip
         """Run the slow part; the person hears of any problem (or of everything, `always`)."""
-
-        def run() -> None:
-            result = job()
-            if result is not None and (always or not result.ok) and result.message:
-                tell(messages.outcome(result))
-
-        def failed(exc: BaseException) -> None:
-            tell(messages.after_ack_failed(kind, request_id, _why(exc)))
-
-        if not self.background.submit(run, failed, kind, lane or LANES[kind]):
-            tell(BUSY)
+        self.after_ack.run(kind, job, tell, request_id, lane or LANES[kind], always)
 
     def _teller(self, body: dict, channel_id: str, user_id: str) -> Callable[[str], None]:
         response_url = body.get("response_url")
@@ -116,7 +99,7 @@ class Handlers:
 
     def _open_modal(
         self, client: WebClient, trigger_id: str, channel_id: str, tell: Callable[[str], None]
-    ) -> Outcome | None:
+    ) -> None:
         try:
             client.views_open(trigger_id=trigger_id, view=modal.modal(channel_id))
         except Exception as exc:
@@ -233,7 +216,7 @@ class Handlers:
             return
         ack()
         tell = self._teller(body, channel_id, user_id)
-        tell(messages.outcome(filed))
+        self.after_ack.say(tell, messages.outcome(filed))
         if filed.ok and filed.request is not None:
             thread_ts = modal.modal_thread(view.get("private_metadata", ""))
             self._publish_later(filed, tell, thread_ts)
@@ -250,11 +233,11 @@ class Handlers:
         tell = self._teller(body, channel_id, user_id)
         if not _REQUEST_NUMBER.fullmatch(value):
             ack()
-            tell(messages.NOT_THIS_CHANNELS)
+            self.after_ack.say(tell, messages.NOT_THIS_CHANNELS)
             return
         if not isinstance(message_ts, str) or not message_ts:
             ack()  # a real click always names the message its button is on
-            tell(messages.NOT_FROM_A_CARD)
+            self.after_ack.say(tell, messages.NOT_FROM_A_CARD)
             return
         request_id = int(value)
         if verb in ("approve", "reject"):
@@ -277,11 +260,11 @@ class Handlers:
         except StoreError:
             ack()
             what = "your approval was not recorded" if verb == "approve" else "nothing was rejected"
-            tell(messages.store_down(what))
+            self.after_ack.say(tell, messages.store_down(what))
             return
         ack()
         if not decided.ok:
-            tell(messages.outcome(decided))
+            self.after_ack.say(tell, messages.outcome(decided))
             return
         starts = decided.request is not None and decided.request.state is State.APPROVED
         self._later(

@@ -7,17 +7,20 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 
 from slack_bolt import Ack
 
+from bot import metrics
 from bot.home import HomeLists, from_home, home_lists
 from bot.killtask import describe_filters
 from bot.outcomes import Announcement, Outcome
-from bot.requests import KillRequest
+from bot.requests import KillRequest, State
 from bot.service import KillTaskService
 from bot.slack import messages
 from bot.slack.adapters import SlackNotifier
-from bot.slack.blocks import STATE_TITLES, _button, _confirm, section
+from bot.slack.blocks import STATE_TITLES, button, confirm_dialog, section
+from bot.slack.later import AfterAck
 from bot.slack.mrkdwn import channel_link, code, esc, mention, when
 from bot.store import StoreError
 
@@ -47,12 +50,13 @@ def home_view(lists: HomeLists) -> dict:
     ]
     for request in lists.waiting:
         blocks.append(section(f"{_line(request)} · expires {when(request.expires_at)}"))
-        confirm = _confirm(
-            "Approve this kill task?", f"Request #{request.id}: {_line(request)}", "Approve"
+        what = f"Request #{request.id} on {code(request.spec.instance_id)}: DBbrain will kill "
+        confirm = confirm_dialog(
+            "Approve this kill task?", what + esc(describe_filters(request.spec)), "Approve"
         )
         blocks.append({"type": "actions", "elements": [
-            {**_button("Approve", "home_approve", str(request.id), "primary"), "confirm": confirm},
-            _button("Reject", "home_reject", str(request.id), "danger"),
+            {**button("Approve", "home_approve", str(request.id), "primary"), "confirm": confirm},
+            button("Reject", "home_reject", str(request.id), "danger"),
         ]})  # fmt: skip
     if not lists.waiting:
         blocks.append(section("_Nothing is waiting for your approval._"))
@@ -61,8 +65,10 @@ def home_view(lists: HomeLists) -> dict:
         _, title = STATE_TITLES[request.state]
         blocks.append(section(f"{_line(request)} · {title} since {when(request.started_at)}"))
         if may_stop:
-            confirm = _confirm("Stop this kill task?", f"Request #{request.id}", "Stop", "danger")
-            stop = {**_button("Stop", "home_stop", str(request.id), "danger"), "confirm": confirm}
+            confirm = confirm_dialog(
+                "Stop this kill task?", f"Request #{request.id}", "Stop", "danger"
+            )
+            stop = {**button("Stop", "home_stop", str(request.id), "danger"), "confirm": confirm}
             blocks.append({"type": "actions", "elements": [stop]})
     if not lists.running:
         blocks.append(section("_No kill task is running._"))
@@ -84,6 +90,7 @@ class Home:
         self.service = service
         self.notifier = notifier
         self.background = background
+        self.after_ack = AfterAck(background)
         self._seen: dict[str, None] = {}  # insertion-ordered, bounded
         self._lock = threading.Lock()
         notifier.on_news = self.news
@@ -137,50 +144,40 @@ class Home:
             log.warning("home_news_skipped request=%s reason=pool_full", request.id)
 
     def button(self, ack: Ack, body: dict, action: dict) -> None:
+        ack = metrics.timed_ack(ack)
         verb = str(action["action_id"]).removeprefix("home_")
         user_id = body["user"]["id"]
         value = str(action.get("value", ""))
         tell = lambda text: self.notifier.dm(user_id, text)  # noqa: E731
         if not _NUMBER.fullmatch(value):
             ack()
-            tell("That button does not name a request, so nothing was changed.")
+            self.after_ack.say(tell, "That button does not name a request, so nothing was changed.")
             return
         request_id = int(value)
         if verb == "stop":
             ack()
-            self._later(
-                verb,
-                lambda: from_home(self.service, verb, user_id, request_id),
-                user_id,
-                request_id,
-            )
+            self._later(verb, lambda: from_home(self.service, verb, user_id, request_id), user_id,
+                        request_id, lane="urgent")  # fmt: skip
             return
         try:
             decided = from_home(self.service, verb, user_id, request_id)  # stored before the ack
         except StoreError:
             ack()
-            tell(messages.store_down("nothing was changed"))
+            self.after_ack.say(tell, messages.store_down("nothing was changed"))
             return
         ack()
         if not decided.ok:
-            tell(messages.outcome(decided))
-            self._later("home", lambda: None, user_id, request_id)
+            self._later("home", lambda: decided, user_id, request_id)  # says why, then refreshes
             return
-        self._later(verb, lambda: self.service.carry_out(decided, user_id), user_id, request_id)
+        starts = decided.request is not None and decided.request.state is State.APPROVED
+        self._later(verb, lambda: self.service.carry_out(decided, user_id), user_id, request_id,
+                    lane="urgent" if starts else "slack")  # fmt: skip
 
-    def _later(self, kind: str, job, user_id: str, request_id: int) -> None:  # type: ignore[no-untyped-def]
-        def run() -> None:
-            result: Outcome | None = job()
-            if result is not None and not result.ok and result.message:
-                self.notifier.dm(user_id, messages.outcome(result))
-            self._republish(user_id)
-
-        def failed(exc: BaseException) -> None:
-            self.notifier.dm(
-                user_id, messages.after_ack_failed(kind, request_id, type(exc).__name__)
-            )
-
-        if not self.background.submit(run, failed, kind):
-            self.notifier.dm(
-                user_id, "The bot is too busy to take this right now, so nothing was done."
-            )
+    def _later(
+        self, kind: str, job: Callable[[], Outcome | None], user_id: str, request_id: int,
+        lane: str = "slack",
+    ) -> None:  # fmt: skip
+        """The slow part, in direct messages; then this person's home shows the change."""
+        tell = lambda text: self.notifier.dm(user_id, text)  # noqa: E731
+        then = lambda: self._republish(user_id)  # noqa: E731
+        self.after_ack.run(kind, job, tell, request_id, lane, then=then)

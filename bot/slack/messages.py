@@ -247,7 +247,7 @@ def card_link(request: KillRequest, permalink: str | None) -> str:
     """The thread reply under an alert that a request was filed from."""
     card = f"request #{request.id}"
     if permalink and permalink.startswith("https://") and not set(permalink) & set("<>| "):
-        card = f"<{permalink}|{card}>"
+        card = f"<{esc(permalink)}|{card}>"
     return (
         f"{mention(request.requester_id)} filed kill-task {card} for "
         f"`{code(request.spec.instance_id)}` from this message; its card is in this channel."

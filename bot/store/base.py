@@ -97,16 +97,8 @@ class StoreBase:
             yield conn
 
     @staticmethod
-    @contextmanager
     def _errors():  # type: ignore[no-untyped-def]
-        """The database's own errors, as the project's StoreError (the seam maps them)."""
-        try:
-            yield
-        except IntegrityError:
-            raise  # an answer (a duplicate), not an outage: callers handle it
-        except SQLAlchemyError as exc:
-            cause = type(getattr(exc, "orig", None) or exc).__name__
-            raise StoreError(f"the database did not answer ({cause})") from exc
+        return database_errors()
 
     def _select(self, query) -> list[KillRequest]:  # type: ignore[no-untyped-def]
         with self._errors(), self.engine.connect() as conn:
@@ -158,3 +150,15 @@ class StoreBase:
             effect=json.loads(row["effect"]) if row["effect"] else None,
             kill_result=json.loads(row["kill_result"]) if row["kill_result"] else None,
         )
+
+
+@contextmanager
+def database_errors():  # type: ignore[no-untyped-def]
+    """The database's own errors, as the project's StoreError (the seam maps them)."""
+    try:
+        yield
+    except IntegrityError:
+        raise  # an answer (a duplicate), not an outage: callers handle it
+    except SQLAlchemyError as exc:
+        cause = type(getattr(exc, "orig", None) or exc).__name__
+        raise StoreError(f"the database did not answer ({cause})") from exc

@@ -65,8 +65,8 @@ class EffectRows(CardRows):
 
     def _change_effect(self, conn, request_id: int, change) -> KillRequest | None:  # type: ignore[no-untyped-def]
         """Rewrite the card's effect summary in this transaction, and bump the card."""
-        row = conn.execute(
-            select(kill_requests.c.effect).where(kill_requests.c.id == request_id)
+        row = conn.execute(  # locked (PostgreSQL): another replica's change waits its turn
+            select(kill_requests.c.effect).where(kill_requests.c.id == request_id).with_for_update()
         ).first()
         if row is None:
             return None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from bot.estate import InstanceInfo
 from bot.store.cards import CardRows
@@ -29,7 +32,8 @@ class InstanceRows(CardRows):
         listed any more are dropped. Without, they are single lookups added to the list."""
         now = self._clock()
         ids = [r.instance_id for r in rows]
-        with self._writing() as conn:
+        # Another replica caching the same instances at the same moment wins: its rows stand.
+        with contextlib.suppress(IntegrityError), self._writing() as conn:
             if account is not None:
                 conn.execute(delete(instances).where(instances.c.account == account))
             conn.execute(delete(instances).where(instances.c.instance_id.in_(ids)))

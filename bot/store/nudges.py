@@ -51,7 +51,7 @@ class NudgeRows(CardRows):
     ) -> bool:
         """Take on sending nudge `kind` for this request; True for exactly one caller."""
         assert kind in NUDGES
-        with self._errors(), self.engine.begin() as conn:
+        with self._writing() as conn:
             claimed = conn.execute(
                 update(kill_requests)
                 .where(

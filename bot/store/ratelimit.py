@@ -15,7 +15,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from bot.store.base import database_errors
 from bot.store.tables import cloud_calls, rate_lock, write_lock
+
+PRUNE_EVERY = 100  # slots taken between two prunes of the calls table
 
 
 class SharedRateLimit:
@@ -45,6 +48,7 @@ class SharedRateLimit:
         self.window = window  # seconds; a little over 1 leaves room for network jitter
         self._clock = clock
         self._sleep = sleep
+        self._taken = 0  # slots this process took (a race here only moves a prune)
 
     def acquire(self, urgent: bool = False, wait: bool = True) -> bool:
         """Wait for a slot; a read waits, never fails, while reads hold their share. With
@@ -58,7 +62,7 @@ class SharedRateLimit:
             self._sleep(pause)
 
     def _try(self, urgent: bool) -> float:
-        with write_lock(self.engine), self.engine.begin() as conn:
+        with database_errors(), write_lock(self.engine), self.engine.begin() as conn:
             locked = conn.execute(
                 update(rate_lock).where(rate_lock.c.id == 1).values(n=rate_lock.c.n + 1)
             ).rowcount
@@ -87,7 +91,8 @@ class SharedRateLimit:
                 blockers.append(oldest_read)
             if not blockers:
                 conn.execute(insert(cloud_calls).values(at=now, urgent=urgent))
-                if calls == 0:  # now and then, forget calls nobody will count again
+                self._taken += 1
+                if calls == 0 or self._taken % PRUNE_EVERY == 0:  # forget calls nobody counts again
                     conn.execute(cloud_calls.delete().where(cloud_calls.c.at < now - 60))
                 return 0.0
             return max(max(blockers) + self.window - now, 0.001)

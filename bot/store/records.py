@@ -27,7 +27,7 @@ from bot.requests import ACTIVE_STATES, OPEN_STATES, KillRequest, State, sources
 from bot.store.effects import EffectRows
 from bot.store.instances import InstanceRows
 from bot.store.nudges import NudgeRows
-from bot.store.tables import approvals, bot_processes, kill_requests
+from bot.store.tables import StoreError, approvals, bot_processes, kill_requests
 
 
 class _Again(Exception):
@@ -183,15 +183,20 @@ class Store(EffectRows, InstanceRows, NudgeRows):
         now = self._clock()
         try:
             with self._writing() as conn:
-                bumped = conn.execute(
-                    update(kill_requests)
-                    .where(
-                        kill_requests.c.id == request_id,
-                        kill_requests.c.state == State.PENDING.value,
+                row = (
+                    conn.execute(
+                        update(kill_requests)
+                        .where(
+                            kill_requests.c.id == request_id,
+                            kill_requests.c.state == State.PENDING.value,
+                        )
+                        .values(card_rev=kill_requests.c.card_rev + 1, card_behind=True)
+                        .returning(kill_requests)
                     )
-                    .values(card_rev=kill_requests.c.card_rev + 1, card_behind=True)
-                ).rowcount
-                if not bumped:
+                    .mappings()
+                    .first()
+                )
+                if row is None:
                     return "closed", self._get(conn, request_id)
                 approvers = self._approvers(conn, [request_id]).get(request_id, [])
                 if user_id in approvers:
@@ -202,12 +207,15 @@ class Store(EffectRows, InstanceRows, NudgeRows):
                 self._write_audit(conn, audit)
                 outcome = "recorded"
                 if len(approvers) + 1 >= required:
-                    self._move(
+                    moved = self._move(
                         conn, request_id, State.APPROVED, decided_by=user_id, decided_at=now,
                         owner=owner,
                     )  # fmt: skip
-                    outcome = "approved"
-                return outcome, self._get(conn, request_id)
+                    if moved is None:  # the UPDATE above holds the row: this cannot miss
+                        raise StoreError("the request changed while its approval was written")
+                    row, outcome = moved, "approved"
+                # Both UPDATEs return the row, and the approvers are known: nothing is re-read.
+                return outcome, self._to_request(row, {request_id: [*approvers, user_id]})
         except (_Again, IntegrityError):
             return "again", None
 
@@ -268,10 +276,6 @@ class Store(EffectRows, InstanceRows, NudgeRows):
             )
             .limit(limit)
         )
-
-    def count_requests(self) -> int:
-        with self._errors(), self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(kill_requests)).scalar_one())
 
     # ------------------------------------------------------------ audit
 
