@@ -22,7 +22,10 @@ class Notifier(Protocol):
 
     def update_card(self, request: KillRequest) -> bool: ...
 
-    def announce(self, request: KillRequest, announcement: Announcement) -> None: ...
+    def announce(self, request: KillRequest, announcement: Announcement) -> bool:
+        """Say it in the card's thread (and to whoever else must hear it); True when the
+        thread reply was posted."""
+        ...
 
     def post_summary(
         self, request: KillRequest, summary: EffectSummary, chart: bytes | None

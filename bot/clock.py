@@ -145,7 +145,7 @@ class Clock:
                     what, mentions=mentions, missing=approvals_missing(request, needed.required),
                     needed_from=needed.from_,
                 )  # fmt: skip
-                self.service.notifier.announce(request, news)
+                self._nudge(request, kind, news)
 
     def _remind_running(self, now: float) -> None:
         """ "Still killing on …": a task running until stopped (or long), every so often."""
@@ -159,7 +159,17 @@ class Clock:
             if self.store.claim_nudge(request.id, kind, now - every, sent, longer_than=every):
                 approvers = request.approvers or tuple(filter(None, [request.decided_by]))
                 news = Announcement(Happening.STILL_RUNNING, mentions=approvers)
-                self.service.notifier.announce(request, news)
+                self._nudge(request, kind, news)
+
+    def _nudge(self, request: KillRequest, kind: str, news: Announcement) -> None:
+        """Post a claimed nudge; one Slack did not take is due again on the next tick, and
+        the audit log says it failed."""
+        if self.service.notifier.announce(request, news):
+            return
+        why = "Slack did not take the thread reply; the next tick tries again"
+        self.store.release_nudge(
+            request.id, kind, entry(request, SYSTEM, news.what.value, "failed", detail=why)
+        )
 
     def _count(self, _now: float) -> None:
         if self.on_counts is not None:

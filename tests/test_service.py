@@ -83,8 +83,9 @@ class FakeNotifier:
         self.cards[request.id] = request
         return True
 
-    def announce(self, request: KillRequest, news: Announcement) -> None:
+    def announce(self, request: KillRequest, news: Announcement) -> bool:
         self.replies.append((request.id, news))
+        return not self.slack_down
 
     def post_summary(self, request: KillRequest, summary, chart: bytes | None) -> None:
         self.summaries.append((request.id, summary, chart))
@@ -368,6 +369,24 @@ def test_a_card_posted_later_by_the_clock_still_mentions_notify(world: World) ->
     world.tick()
     filed = [n for rid, n in world.notifier.replies if rid == request.id and n.what == "filed"]
     assert len(filed) == 1 and filed[0].mentions == ("S0DBA",) and filed[0].missing == 2
+
+
+def test_a_reminder_slack_did_not_take_is_audited_failed_and_sent_again(world: World) -> None:
+    approval = {**NOTIFYING["approval"], "remind_after_minutes": 1, "expires_after_minutes": 10}
+    world.service.policy = parse_policy({**POLICY, "approval": approval})
+    pending = world.file("cdb-one")
+    world.clock.now += 61
+    world.notifier.slack_down = True
+    world.tick()
+    world.notifier.slack_down = False
+    world.tick()
+    world.tick()
+    tried = [n.what for rid, n in world.notifier.replies if rid == pending.id]
+    assert tried == ["filed", "reminder", "reminder"]  # once lost, once posted, then no more
+    said = [
+        (e["action"], e["outcome"]) for e in world.store.audit_rows() if e["action"] == "reminder"
+    ]
+    assert said == [("reminder", "sent"), ("reminder", "failed"), ("reminder", "sent")]
 
 
 def test_reminder_and_escalation_once_each_and_only_while_pending(world: World) -> None:

@@ -106,7 +106,8 @@ class SlackNotifier:
             return False
         return True
 
-    def announce(self, request: KillRequest, news: Announcement) -> None:
+    def announce(self, request: KillRequest, news: Announcement) -> bool:
+        posted = True
         try:
             self.client.chat_postMessage(
                 channel=request.channel_id,
@@ -115,9 +116,11 @@ class SlackNotifier:
             )
         except Exception as exc:
             _failed("chat.postMessage", request, _reason(exc))
+            posted = False
         if news.what in DIRECT:
             self.direct(request, news)
         self.news(request, news)
+        return posted
 
     def direct(self, request: KillRequest, news: Announcement) -> None:
         text = messages.direct(request, news, self._permalink(request))

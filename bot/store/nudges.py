@@ -63,6 +63,15 @@ class NudgeRows(CardRows):
                 self._write_audit(conn, audit)
             return claimed == 1
 
+    def release_nudge(self, request_id: int, kind: str, audit: AuditEntry) -> None:
+        """A claimed nudge that did not reach Slack: due again, so the next tick retries."""
+        assert kind in NUDGES
+        with self._writing() as conn:
+            conn.execute(
+                update(kill_requests).where(kill_requests.c.id == request_id).values({kind: None})
+            )
+            self._write_audit(conn, audit)
+
     # ------------------------------------------------------------ App Home
 
     def in_states(self, states: list[State], limit: int = 50) -> list[KillRequest]:
